@@ -1,0 +1,131 @@
+"""``BaseDataModule``: dict batches, seeded shuffling, device-side augmentation."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from visionkit.errors import DatasetNotFoundError
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Random permutation drawn from ``seed + epoch``: the same order after a resume.
+
+    Lightning calls :meth:`set_epoch` at the start of every training epoch (and wraps this sampler for DDP).
+    """
+
+    def __init__(self, length: int, seed: int = 0) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def collate_dict(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Collate a list of sample dicts: tensors of equal shape are stacked, everything else becomes a list.
+
+    Variable-size fields (boxes per image, points per cloud) therefore arrive as lists of tensors.
+    """
+    out: dict[str, Any] = {}
+    for key in samples[0]:
+        vals = [s[key] for s in samples]
+        if all(torch.is_tensor(v) for v in vals) and all(v.shape == vals[0].shape for v in vals):
+            out[key] = torch.stack(vals)
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+            out[key] = torch.tensor(vals)
+        else:
+            out[key] = vals
+    return out
+
+
+class BaseDataModule(LightningDataModule):
+    """Base class of all datamodules.
+
+    Subclasses set ``self.train_dataset``, ``self.val_dataset``, ``self.test_dataset`` and optionally
+    ``self.predict_dataset`` (``torch.utils.data.Dataset`` s returning dicts) in :meth:`setup`, and may
+    override :meth:`augment`, which runs on the device after transfer, on training batches only.
+
+    Args:
+        batch_size: samples per batch (per process under DDP).
+        num_workers: DataLoader worker processes.
+        seed: seed of the shuffling order (combined with the epoch).
+        pin_memory: pin host memory (useful on GPU).
+    """
+
+    def __init__(self, batch_size: int = 8, num_workers: int = 0, seed: int = 0, pin_memory: bool = False) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+        self.predict_dataset: Dataset | None = None
+
+    # ----------------------------------------------------------------- helpers
+    @staticmethod
+    def check_path(path: str | os.PathLike | None, key: str) -> Path:
+        """Return ``path`` as a Path, or raise an error naming the config ``key`` if it does not exist."""
+        if path is None:
+            raise DatasetNotFoundError(f"{key}: no path given")
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise DatasetNotFoundError(f"{key}: {p} does not exist")
+        return p
+
+    def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return collate_dict(samples)
+
+    def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__} has no {split} dataset (setup() did not create one)")
+        sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, "train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        ds = self.predict_dataset if self.predict_dataset is not None else self.test_dataset
+        return self._loader(ds, "predict", shuffle=False)
+
+    # ----------------------------------------------------------------- device-side augmentation
+    def augment(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Augment a training batch on the device (kornia, rotations...). Default: identity."""
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            batch = self.augment(batch)
+        return batch

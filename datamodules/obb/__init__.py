@@ -1,0 +1,1 @@
+"""Datamodules of the obb family."""

@@ -1,0 +1,205 @@
+"""``BaseTask``: the LightningModule every visionkit task derives from."""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+from torchmetrics import MetricCollection
+
+
+class BaseTask(LightningModule, ABC):
+    """Base class of all tasks: a model, its losses, metrics per split and the optimiser.
+
+    A subclass's ``__init__`` signature is its config: it takes plain typed arguments, forwards the
+    optimisation arguments below through ``**kwargs`` and then everything is saved with
+    ``save_hyperparameters`` and built by the three hooks, in order:
+
+    * :meth:`configure_models` builds ``nn.Module`` s (plain PyTorch, no Lightning inside),
+    * :meth:`configure_losses` builds loss modules,
+    * :meth:`configure_metrics` calls :meth:`make_metrics` once and clones the ``MetricCollection``
+      per split with ``train_``/``val_``/``test_`` prefixes.
+
+    Subclasses implement :meth:`compute_losses` (training) and :meth:`forward` (inference: ``task(batch)``
+    returns the family's prediction dict in eval mode) and, where needed, :meth:`update_metrics`.
+
+    Args:
+        lr: base learning rate.
+        optimizer: ``"adamw"``, ``"adam"`` or ``"sgd"``.
+        weight_decay: decoupled (AdamW) or L2 (others) weight decay.
+        momentum: SGD momentum.
+        scheduler: ``"cosine"`` (per step, to 0), ``"multistep"`` (``milestones`` as fractions of the
+            epochs, factor 0.1), ``"constant"``.
+        warmup_steps: linear warm-up length in optimiser steps (0 disables).
+        milestones: fractions of ``max_epochs`` at which ``multistep`` divides the rate by 10.
+        grad_clip: gradient-norm clip applied by the task (0 disables).
+    """
+
+    #: metric the default checkpoint callback tracks, and whether higher is better
+    monitor: str = "val_loss"
+    monitor_mode: str = "min"
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        optimizer: str = "adamw",
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+        milestones: tuple[float, ...] = (0.67, 0.9),
+        grad_clip: float = 0.0,
+        _ignore: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__()
+        if optimizer not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"model.init_args.optimizer: expected adamw, adam or sgd, got {optimizer!r}")
+        if scheduler not in ("cosine", "multistep", "constant"):
+            raise ValueError(
+                f"model.init_args.scheduler: expected cosine, multistep or constant, got {scheduler!r}"
+            )
+        self.save_hyperparameters(ignore=["_ignore", *_ignore])
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def configure_models(self) -> None:
+        """Build the model(s) from ``self.hparams``."""
+
+    def configure_losses(self) -> None:
+        """Build loss modules from ``self.hparams`` (default: none)."""
+
+    def make_metrics(self) -> MetricCollection | None:
+        """Return the metric collection for one split, or None."""
+        return None
+
+    def configure_metrics(self) -> None:
+        """Clone :meth:`make_metrics` into ``train_metrics``, ``val_metrics`` and ``test_metrics``."""
+        metrics = self.make_metrics()
+        self.train_metrics = metrics.clone(prefix="train_") if metrics is not None else None
+        self.val_metrics = metrics.clone(prefix="val_") if metrics is not None else None
+        self.test_metrics = metrics.clone(prefix="test_") if metrics is not None else None
+
+    @abstractmethod
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Training losses for a batch; the key ``"loss"`` holds the total that is optimised."""
+
+    @abstractmethod
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Inference on a batch dict; returns the family's prediction dict."""
+
+    def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
+        """Feed one batch of predictions to ``metrics`` (override per family)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement update_metrics")
+
+    def metrics_for(self, split: str) -> MetricCollection | None:
+        return getattr(self, f"{split}_metrics")
+
+    # ------------------------------------------------------------------ steps
+    def on_train_epoch_start(self) -> None:
+        # Reseed the global generators per epoch so that a run resumed from an epoch-end checkpoint draws
+        # the same random numbers (augmentation, dropout) as an uninterrupted one.
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) + 1000 * self.current_epoch + self.global_rank
+        torch.manual_seed(seed)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        losses = self.compute_losses(batch)
+        bs = _batch_size(batch)
+        self.log_dict({f"train_{k}": v.detach() for k, v in losses.items()}, prog_bar=False,
+                      on_step=True, on_epoch=True, batch_size=bs, sync_dist=False)
+        self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
+        return losses["loss"]
+
+    def _eval_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
+        bs = _batch_size(batch)
+        was_training = self.training
+        losses = self.compute_losses(batch)
+        self.log_dict({f"{split}_{k}": v.detach() for k, v in losses.items()}, on_step=False, on_epoch=True,
+                      batch_size=bs, sync_dist=True, prog_bar=(split == "val"))
+        preds = self(batch)
+        metrics = self.metrics_for(split)
+        if metrics is not None:
+            self.update_metrics(metrics, preds, batch)
+        self.train(was_training)
+        return preds
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch, "test")
+
+    def _log_metrics(self, split: str) -> None:
+        metrics = self.metrics_for(split)
+        if metrics is None:
+            return
+        values = metrics.compute()
+        flat = {}
+        for k, v in values.items():
+            if isinstance(v, dict):
+                flat.update({f"{k}_{kk}": vv for kk, vv in v.items()})
+            else:
+                flat[k] = v
+        flat = {k: v for k, v in flat.items() if torch.is_tensor(v) and v.numel() == 1}
+        self.log_dict(flat, prog_bar=(split == "val"), sync_dist=False)
+        metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        return self(batch)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        warm = int(hp.warmup_steps)
+        if hp.scheduler == "multistep":
+            epochs = max(1, self.trainer.max_epochs or 1)
+            steps_per_epoch = max(1, total // epochs)
+            bounds = [int(f * epochs) * steps_per_epoch for f in hp.milestones]
+        else:
+            bounds = []
+
+        def factor(step: int) -> float:
+            w = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
+            if hp.scheduler == "cosine":
+                return w * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+            if hp.scheduler == "multistep":
+                return w * 0.1 ** sum(step >= b for b in bounds)
+            return w
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        clip = gradient_clip_val or self.hparams.get("grad_clip", 0.0)
+        if clip:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+
+
+def _batch_size(batch: dict[str, Any]) -> int:
+    for v in batch.values():
+        if torch.is_tensor(v) and v.dim() > 0:
+            return int(v.shape[0])
+        if isinstance(v, list | tuple):
+            return len(v)
+    return 1

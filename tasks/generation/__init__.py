@@ -1,0 +1,1 @@
+"""Neighboring-autoregressive and raster image generation."""

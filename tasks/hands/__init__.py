@@ -1,0 +1,1 @@
+"""Two-hand 3D reconstruction."""

@@ -1,0 +1,1 @@
+"""Equivariant multi-agent motion prediction."""

@@ -1,0 +1,1 @@
+"""Oriented object detection."""

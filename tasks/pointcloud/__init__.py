@@ -1,0 +1,1 @@
+"""Rotation-invariant point-cloud classification and part segmentation."""

@@ -1,0 +1,67 @@
+"""A tiny regression task and datamodule used by the framework tests (CLI, plugins, DDP, resume)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from torchmetrics import MeanSquaredError, MetricCollection
+
+from visionkit.datamodules.base import BaseDataModule
+from visionkit.tasks.base import BaseTask
+
+
+class ToyRegressionTask(BaseTask):
+    """Linear-ish regression of y = W x with an MLP; metric: MSE."""
+
+    monitor = "val_MeanSquaredError"
+
+    def __init__(self, in_dim: int = 8, hidden: int = 32, **kwargs) -> None:
+        super().__init__(**kwargs)
+
+    def configure_models(self) -> None:
+        self.net = nn.Sequential(nn.Linear(self.hparams.in_dim, self.hparams.hidden), nn.Tanh(),
+                                 nn.Dropout(0.1), nn.Linear(self.hparams.hidden, 1))
+
+    def make_metrics(self) -> MetricCollection:
+        return MetricCollection([MeanSquaredError()])
+
+    def compute_losses(self, batch):
+        loss = nn.functional.mse_loss(self.net(batch["x"]).squeeze(-1), batch["y"])
+        return {"loss": loss}
+
+    def forward(self, batch):
+        return {"y": self.net(batch["x"]).squeeze(-1)}
+
+    def update_metrics(self, metrics, preds, batch) -> None:
+        metrics.update(preds["y"], batch["y"])
+
+
+class _ToyData(Dataset):
+    def __init__(self, n: int, dim: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, dim, generator=g)
+        w = torch.linspace(-1, 1, dim)
+        self.y = self.x @ w + 0.1 * torch.randn(n, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+class ToyRegressionData(BaseDataModule):
+    """Random linear regression data (seeded)."""
+
+    def __init__(self, n_train: int = 256, n_val: int = 64, dim: int = 8, root: str | None = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_train, self.n_val, self.dim, self.root = n_train, n_val, dim, root
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.root is not None:
+            self.check_path(self.root, "data.init_args.root")
+        self.train_dataset = _ToyData(self.n_train, self.dim, 1)
+        self.val_dataset = _ToyData(self.n_val, self.dim, 2)
+        self.test_dataset = _ToyData(self.n_val, self.dim, 3)

@@ -1,0 +1,75 @@
+"""Checkpointing: the task's own monitor, ``last.ckpt``, atomic writes, readable errors."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from visionkit.errors import CheckpointError
+from visionkit.io import atomic_open
+
+
+class TaskCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that keeps ``last.ckpt`` and the best checkpoint by the task's own monitor.
+
+    The metric and its mode come from the task's ``monitor`` / ``monitor_mode`` class attributes unless given.
+    """
+
+    def __init__(self, dirpath: str | None = None, monitor: str | None = None, mode: str | None = None,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("save_last", True)
+        kwargs.setdefault("filename", "best-{epoch}-{step}")
+        kwargs.setdefault("auto_insert_metric_name", False)
+        super().__init__(dirpath=dirpath, monitor=monitor, mode=mode or "min", **kwargs)
+        self._monitor_given = monitor is not None
+        self._mode_given = mode is not None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if not self._monitor_given and getattr(pl_module, "monitor", None):
+            self.monitor = pl_module.monitor
+            if not self._mode_given:
+                self.mode = getattr(pl_module, "monitor_mode", "min")
+                self.kth_value, self.kth_best_model_path = self._init_kth(self.mode)
+                self.best_model_score = None
+        super().setup(trainer, pl_module, stage)
+
+    @staticmethod
+    def _init_kth(mode: str):
+        inf = torch.tensor(float("inf"))
+        return ({"min": inf, "max": -inf}[mode], "")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes checkpoints to a temporary file and renames it, so a crash never leaves a truncated file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        fs = get_filesystem(path)
+        if type(fs).__name__ != "LocalFileSystem":
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        verify_checkpoint(path)
+        return super().load_checkpoint(path, map_location=map_location, weights_only=False)
+
+
+def verify_checkpoint(path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` unless it is an intact ``torch.save`` archive."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(f"checkpoint {p} is corrupt or truncated ({err})") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {p} is corrupt: member {bad} fails its CRC check")

@@ -1,0 +1,1 @@
+"""Vectorised geometry ops: rotated boxes, rotations, point sets."""
