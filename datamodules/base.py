@@ -3,35 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from visionkit.errors import DatasetNotFoundError
+from visionkit.seed import step_seed
 
 
-class EpochSeededSampler(Sampler[int]):
-    """Random permutation drawn from ``seed + epoch``: the same order after a resume.
+class EpochSeededSampler(DistributedSampler):
+    """Shuffled order drawn from ``seed + epoch``, split across processes: the same order after a resume.
 
-    Lightning calls :meth:`set_epoch` at the start of every training epoch (and wraps this sampler for DDP).
+    Process ``r`` of ``n`` takes every ``n``-th index of one permutation, so ``n`` processes with batch ``b``
+    see exactly the samples of one process with batch ``n * b`` at every step. Lightning calls
+    :meth:`set_epoch` each epoch and leaves a ``DistributedSampler`` in place under DDP.
     """
 
-    def __init__(self, length: int, seed: int = 0) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.length
+    def __init__(self, dataset: Dataset, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
 
 
 def collate_dict(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -93,7 +86,11 @@ class BaseDataModule(LightningDataModule):
     def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {split} dataset (setup() did not create one)")
-        sampler = EpochSeededSampler(len(dataset), self.seed) if shuffle else None
+        sampler = None
+        if shuffle:
+            trainer = self.trainer
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = EpochSeededSampler(dataset, self.seed, num_replicas=world, rank=rank)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -127,5 +124,7 @@ class BaseDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer
         if trainer is not None and trainer.training:
+            # the same random augmentation for the same step, also after a resume
+            torch.manual_seed(step_seed(trainer.global_step, trainer.global_rank, salt=2))
             batch = self.augment(batch)
         return batch

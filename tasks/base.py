@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -11,6 +10,8 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 from torchmetrics import MetricCollection
+
+from visionkit.seed import step_seed
 
 
 class BaseTask(LightningModule, ABC):
@@ -103,11 +104,10 @@ class BaseTask(LightningModule, ABC):
         return getattr(self, f"{split}_metrics")
 
     # ------------------------------------------------------------------ steps
-    def on_train_epoch_start(self) -> None:
-        # Reseed the global generators per epoch so that a run resumed from an epoch-end checkpoint draws
-        # the same random numbers (augmentation, dropout) as an uninterrupted one.
-        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) + 1000 * self.current_epoch + self.global_rank
-        torch.manual_seed(seed)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Reseed the global generators per step (dropout, sampling in losses) so that a run resumed from a
+        # checkpoint draws the same random numbers as an uninterrupted one.
+        torch.manual_seed(step_seed(self.global_step, self.global_rank, salt=1))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         losses = self.compute_losses(batch)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 from torch.utils.data import Dataset
 from torchmetrics import MeanSquaredError, MetricCollection
@@ -16,12 +20,12 @@ class ToyRegressionTask(BaseTask):
 
     monitor = "val_MeanSquaredError"
 
-    def __init__(self, in_dim: int = 8, hidden: int = 32, **kwargs) -> None:
+    def __init__(self, in_dim: int = 8, hidden: int = 32, dropout: float = 0.1, **kwargs) -> None:
         super().__init__(**kwargs)
 
     def configure_models(self) -> None:
         self.net = nn.Sequential(nn.Linear(self.hparams.in_dim, self.hparams.hidden), nn.Tanh(),
-                                 nn.Dropout(0.1), nn.Linear(self.hparams.hidden, 1))
+                                 nn.Dropout(self.hparams.dropout), nn.Linear(self.hparams.hidden, 1))
 
     def make_metrics(self) -> MetricCollection:
         return MetricCollection([MeanSquaredError()])
@@ -35,6 +39,17 @@ class ToyRegressionTask(BaseTask):
 
     def update_metrics(self, metrics, preds, batch) -> None:
         metrics.update(preds["y"], batch["y"])
+
+
+class KillAtStep(Callback):
+    """Kills the process with SIGKILL at a given global step (simulates a crash mid-epoch)."""
+
+    def __init__(self, step: int = 10) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _ToyData(Dataset):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+import warnings
+from argparse import ArgumentError
 from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
@@ -88,6 +91,39 @@ class VisionKitCLI(LightningCLI):
             verify_checkpoint(ckpt)
 
 
+def _argv_value(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _condense_parser_error(text: str) -> str:
+    """Reduce jsonargparse's nested union report to the line that names the culprit."""
+    key = re.search(r'Parser key "([^"]+)"', text)
+    prefix = f"{key.group(1)}: " if key else ""
+    for pattern in (r"(Option '[^']+' is not accepted)", r"(Key \S+ is not expected)",
+                    r"(Problem with given class_path '[^']+':[^\n]*)", r'(Unrecognized arguments: [^\n]+)',
+                    r"(Import path \S+ does not \S+ to a class)", r"(No action for key \S+[^\n]*)"):
+        m = re.search(pattern, text)
+        if m:
+            bad = re.search(r"class_path '([^']+)'", text)
+            where = f" (in {bad.group(1)})" if bad and "class_path" not in m.group(1) else ""
+            return f"{prefix}{m.group(1)}{where}"
+    unknown = re.search(r"Expected a path but (\S+) either not accessible or invalid", text) or re.search(
+        r"Import path (\S+) does not", text)
+    if unknown:
+        from visionkit.plugins import registered_datamodules, registered_tasks
+
+        kind = registered_datamodules() if prefix.startswith("data") else registered_tasks()
+        names = ", ".join(c.__name__ for c in kind)
+        return f"{prefix}unknown class {unknown.group(1)!r}; known: {names} (or a full import path)"
+    first = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return prefix + (first[1] if key and len(first) > 1 else (first[0] if first else text))
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of ``python -m visionkit`` and the ``visionkit`` console script.
 
@@ -96,13 +132,23 @@ def main(args: list[str] | None = None) -> Any:
     file, a corrupt checkpoint) are printed as one line naming the culprit, exit status 2.
     """
     argv = list(sys.argv[1:] if args is None else args)
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
     import_builtins()
     load_plugins()
     if argv[:1] == ["list"]:
         print(format_registries())
         return None
     try:
-        return VisionKitCLI(args=argv)
+        # a checkpoint is read while the config is parsed (hyperparameters), so check it first
+        ckpt = _argv_value(argv, "--ckpt_path")
+        if ckpt and ckpt not in ("last", "best", "hpc", "null", "None") and "://" not in ckpt:
+            verify_checkpoint(ckpt)
+        return VisionKitCLI(args=args, parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+    except ArgumentError as err:
+        print(f"error: {_condense_parser_error(str(err))}", file=sys.stderr)
+        print("run with --help (or --print_config) to see the accepted options", file=sys.stderr)
+        raise SystemExit(2) from None
     except VisionKitError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,30 @@
+"""Shared test set-up: offline, deterministic, the tests folder importable (toy task for framework tests)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VISIONKIT_NO_RICH", "1")
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for CLI subprocesses: offline, the tests folder on PYTHONPATH, few threads."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["HF_HUB_OFFLINE"] = "1"
+    env["OMP_NUM_THREADS"] = "1"
+    env.pop("VISIONKIT_TEST_KILL", None)
+    return env
