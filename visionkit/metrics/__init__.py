@@ -1,0 +1,1 @@
+"""Metrics as ``torchmetrics.Metric`` subclasses whose states reduce correctly under DDP."""
