@@ -1,1 +1,5 @@
 """Datamodules of the generation family."""
+
+from visionkit.datamodules.generation.digits import Digits
+
+__all__ = ["Digits"]

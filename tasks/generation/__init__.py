@@ -1,1 +1,21 @@
 """Neighboring-autoregressive and raster image generation."""
+
+from visionkit.tasks.generation.autoregressive import AutoregressiveGenerationTask
+from visionkit.tasks.generation.judge import JudgeClassifier, JudgeTask, load_judge, save_judge
+from visionkit.tasks.generation.ordering import Ordering, make_ordering
+from visionkit.tasks.generation.tokenizers import VQVAE, PixelQuantizer, VectorQuantizer
+from visionkit.tasks.generation.transformer import ARTransformer
+
+__all__ = [
+    "ARTransformer",
+    "AutoregressiveGenerationTask",
+    "JudgeClassifier",
+    "JudgeTask",
+    "Ordering",
+    "PixelQuantizer",
+    "VQVAE",
+    "VectorQuantizer",
+    "load_judge",
+    "make_ordering",
+    "save_judge",
+]

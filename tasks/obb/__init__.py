@@ -1,1 +1,25 @@
-"""Oriented object detection."""
+"""Oriented object detection: the rotated FCOS detector, its angle coders and the angle-error metric."""
+
+from visionkit.tasks.obb.coders import (
+    AngleCoder,
+    CSLCoder,
+    PlainAngleCoder,
+    PSCCoder,
+    UCRCoder,
+    build_coder,
+)
+from visionkit.tasks.obb.detection import RotatedDetectionTask
+from visionkit.tasks.obb.fcos import RotatedFCOS
+from visionkit.tasks.obb.metrics_angle import MeanAngleError
+
+__all__ = [
+    "AngleCoder",
+    "CSLCoder",
+    "MeanAngleError",
+    "PSCCoder",
+    "PlainAngleCoder",
+    "RotatedDetectionTask",
+    "RotatedFCOS",
+    "UCRCoder",
+    "build_coder",
+]

@@ -1,1 +1,9 @@
 """Rotation-invariant point-cloud classification and part segmentation."""
+
+from visionkit.tasks.pointcloud.classification import PointCloudClassificationTask
+from visionkit.tasks.pointcloud.dgcnn import DGCNN
+from visionkit.tasks.pointcloud.frame_averaging import FrameAveraged
+from visionkit.tasks.pointcloud.parot import PaRot
+from visionkit.tasks.pointcloud.pointnet import PointNet
+
+__all__ = ["DGCNN", "FrameAveraged", "PaRot", "PointCloudClassificationTask", "PointNet"]

@@ -1,0 +1,193 @@
+"""``AutoregressiveGenerationTask``: class-conditional token-grid generation, raster or neighboring order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from visionkit.metrics.generation import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
+from visionkit.tasks.base import BaseTask
+from visionkit.tasks.generation.judge import load_judge
+from visionkit.tasks.generation.ordering import Ordering
+from visionkit.tasks.generation.tokenizers import PixelQuantizer
+from visionkit.tasks.generation.transformer import ARTransformer
+
+__all__ = ["AutoregressiveGenerationTask"]
+
+
+class AutoregressiveGenerationTask(BaseTask):
+    """Class-conditional autoregressive generation of token grids with a raster or NAR ordering.
+
+    Training: tokens come from ``batch["tokens"]`` (cached VQ codes) or from the tokenizer applied to
+    ``batch["image"]``; labels are replaced by the null label with probability ``label_dropout``; one
+    cross-entropy over the mean-of-predictors logits of all tokens.
+
+    Inference (the task contract): :meth:`generate` ``(labels) -> {"tokens", "image"}``; ``task(batch)``
+    generates one sample per ``batch["label"]`` and also returns teacher-forced ``logits`` for the real tokens.
+
+    Metrics (val/test): ``token`` NLL and bits per token; with a judge: ``judge_accuracy``, ``fid`` and ``kid``
+    (in the judge's features, samples vs the split's real images).
+
+    Args:
+        ordering: ``"raster"`` or ``"nar"``.
+        image_size: image (or volume) size ``(H, W)`` / ``(D, H, W)``.
+        in_channels: image channels.
+        num_classes: class labels.
+        tokenizer: ``"pixel"`` (:class:`PixelQuantizer`) or ``"vq"`` (a trained ``TokenizerTask`` checkpoint).
+        levels: pixel-quantizer levels per channel.
+        tokenizer_ckpt: ``TokenizerTask`` checkpoint (``tokenizer="vq"``).
+        dim, depth, heads, mlp_ratio, dropout: transformer size.
+        label_dropout: probability of training with the null label (classifier-free guidance).
+        cfg_scale, cfg_interval, temperature, top_k, top_p: sampling used by ``task(batch)`` and the metrics.
+        judge_path: saved judge (``JudgeTask``) for judge accuracy / FID / KID; None disables them.
+        kid_subset_size: KID subset size (reduced automatically for small splits).
+    """
+
+    monitor = "val_loss"
+    monitor_mode = "min"
+
+    def __init__(
+        self,
+        ordering: str = "nar",
+        image_size: tuple[int, ...] = (8, 8),
+        in_channels: int = 1,
+        num_classes: int = 10,
+        tokenizer: str = "pixel",
+        levels: int = 17,
+        tokenizer_ckpt: str | None = None,
+        dim: int = 128,
+        depth: int = 4,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        label_dropout: float = 0.1,
+        cfg_scale: float = 1.0,
+        cfg_interval: tuple[float, float] = (0.0, 1.0),
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        judge_path: str | None = None,
+        kid_subset_size: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------ build
+    def configure_models(self) -> None:
+        hp = self.hparams
+        if hp.tokenizer == "pixel":
+            tok: nn.Module = PixelQuantizer(hp.levels, hp.in_channels)
+        elif hp.tokenizer == "vq":
+            from visionkit.tasks.generation.tokenizer_task import load_tokenizer
+
+            if not hp.tokenizer_ckpt:
+                raise ValueError("model.init_args.tokenizer_ckpt: required when tokenizer is 'vq'")
+            tok = load_tokenizer(hp.tokenizer_ckpt, key="model.init_args.tokenizer_ckpt")
+        else:
+            raise ValueError(f"model.init_args.tokenizer: expected 'pixel' or 'vq', got {hp.tokenizer!r}")
+        self.tokenizer = tok
+        size = tuple(int(s) for s in hp.image_size)
+        f = int(tok.downsample)
+        if any(s % f for s in size):
+            raise ValueError(f"model.init_args.image_size: {size} is not divisible by the tokenizer's stride {f}")
+        self.ordering_ = Ordering(tuple(s // f for s in size), hp.ordering)
+        self.model = ARTransformer(self.ordering_, tok.vocab_size, hp.num_classes, hp.dim, hp.depth, hp.heads,
+                                   hp.mlp_ratio, hp.dropout)
+
+    def make_metrics(self) -> MetricCollection:
+        metrics: dict[str, Any] = {"token": TokenNLL()}
+        if self.hparams.judge_path:
+            judge = load_judge(self.hparams.judge_path)
+            metrics.update(judge_accuracy=JudgeAccuracy(judge), fid=judge_fid(judge),
+                           kid=judge_kid(judge, subset_size=self.hparams.kid_subset_size))
+        return MetricCollection(metrics, compute_groups=False)
+
+    def state_dict(self, *args, **kwargs):
+        # the frozen judge inside the metrics and the frozen tokenizer are loaded from their own files
+        sd = super().state_dict(*args, **kwargs)
+        return type(sd)((k, v) for k, v in sd.items() if "_metrics." not in k and not k.startswith("tokenizer."))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state_dict = {k: v for k, v in state_dict.items() if "_metrics." not in k and not k.startswith("tokenizer.")}
+        return super().load_state_dict(state_dict, strict=False, assign=assign)
+
+    # ------------------------------------------------------------------ data
+    def tokens_of(self, batch: dict[str, Any]) -> Tensor:
+        """``(B, *grid)`` long tokens of a batch (cached ``tokens`` or the tokenizer applied to ``image``)."""
+        if "tokens" in batch:
+            return batch["tokens"].long()
+        self.tokenizer.eval()
+        with torch.no_grad():
+            return self.tokenizer.encode(batch["image"])
+
+    # ------------------------------------------------------------------ training
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        tokens = self.tokens_of(batch)
+        labels = batch["label"].long()
+        if self.training and self.hparams.label_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.hparams.label_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.model.null_label), labels)
+        logits = self.model(tokens, labels)  # (B, N, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+        return {"loss": loss}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, labels: Tensor, cfg_scale: float | None = None, cfg_interval: tuple[float, float] | None = None,
+                 temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None, decode: bool = True) -> dict[str, Tensor]:
+        """Generate one sample per label (``ordering.num_groups`` passes); unset controls use the config's.
+
+        Args:
+            labels: ``(B,)`` long class ids.
+            generator: random generator for reproducible samples.
+            decode: also decode the tokens to images.
+
+        Returns:
+            ``{"tokens": (B, *grid) long, "image": (B, C, *S) in [0, 1]}`` (no ``image`` when not decoding).
+        """
+        hp = self.hparams
+        was = self.training
+        self.eval()
+        tokens = self.model.generate(
+            labels.to(self.device).long(),
+            cfg_scale=hp.cfg_scale if cfg_scale is None else cfg_scale,
+            cfg_interval=tuple(hp.cfg_interval if cfg_interval is None else cfg_interval),
+            temperature=hp.temperature if temperature is None else temperature,
+            top_k=hp.top_k if top_k is None else top_k,
+            top_p=hp.top_p if top_p is None else top_p,
+            generator=generator,
+        )
+        self.train(was)
+        out = {"tokens": tokens}
+        if decode:
+            self.tokenizer.eval()
+            out["image"] = self.tokenizer.decode(tokens).clamp(0, 1)
+        return out
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = self.generate(batch["label"])
+        out["label"] = batch["label"]
+        if "tokens" in batch or "image" in batch:
+            with torch.no_grad():
+                out["logits"] = self.model(self.tokens_of(batch), batch["label"].long())
+        return out
+
+    def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
+        if "logits" in preds:
+            metrics["token"].update(preds["logits"], self.tokens_of(batch))
+        if "fid" in metrics:
+            real = batch["image"] if "image" in batch else self.tokenizer.decode(self.tokens_of(batch))
+            metrics["judge_accuracy"].update(preds["image"], batch["label"])
+            for name in ("fid", "kid"):
+                metrics[name].update(real.float(), real=True)
+                metrics[name].update(preds["image"].float(), real=False)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        out = self.generate(batch["label"])
+        out["label"] = batch["label"]
+        return out

@@ -1,0 +1,296 @@
+"""DIR: decoupled iterative refinement for two interacting hands (a plain ``nn.Module``).
+
+An initial estimate per hand comes from the coarsest backbone map (per-hand spatial attention + linear).
+Each refinement iteration then
+
+1. samples joint-wise features with ``grid_sample`` at the current 2D joints (weak perspective per hand),
+2. mixes them within each hand by a graph convolution over the 21-joint tree (learnable adjacency),
+3. mixes all 42 joints of both hands with a transformer layer,
+4. projects the joint features back to 2D without mixing them: every bone (2 hands x 20 bones) splats its
+   feature onto the pixels within ``splat_radius`` of the bone, into its own channel group, and a conv fuses
+   these maps with the visual map (the fused map feeds the next iteration at a finer stride),
+5. regresses the hand parameters again from the joint features and the detached previous estimate.
+
+Parameters per hand (64 numbers): root rotation (6D), pose (45, hand-layer axis-angle), shape (10), weak
+perspective camera (3: log-scale, tx, ty in normalised image coordinates), plus the right-to-left root offset
+(3, mm) for the pair. Weak perspective: ``uv = s · xy / 100 + t`` with ``xy`` root-relative in mm and ``uv``
+in ``[-1, 1]`` image coordinates (``grid_sample`` convention, ``align_corners=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from visionkit.backbones import build_backbone
+from visionkit.ops.rotations import rotation_6d_to_matrix
+from visionkit.tasks.hands.kinematics import BONES, INTERHAND_PARENTS, ROOT, root_relative
+
+NUM_PARAMS = 64
+_SLICES = {"rot6d": slice(0, 6), "pose": slice(6, 51), "betas": slice(51, 61), "cam": slice(61, 64)}
+_CAM_SCALE = 0.5  # initial weak-perspective scale (normalised units per 100 mm)
+
+
+def _tree_adjacency() -> Tensor:
+    """Symmetric-normalised adjacency of one hand's joint tree with self loops, ``(21, 21)``."""
+    A = torch.eye(21)
+    for j, p in enumerate(INTERHAND_PARENTS):
+        if p >= 0:
+            A[j, p] = A[p, j] = 1
+    d = A.sum(1).rsqrt()
+    return d[:, None] * A * d[None]
+
+
+def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, hidden), nn.GELU(), nn.Linear(hidden, cout))
+
+
+def _init_head(head: nn.Sequential, n_hands: int) -> None:
+    """Zero the last layer and set its bias to the identity rotation and unit camera scale."""
+    last = head[-1]
+    nn.init.zeros_(last.weight)
+    bias = torch.zeros(n_hands, NUM_PARAMS)
+    bias[:, 0], bias[:, 4] = 1.0, 1.0  # 6D of the identity: first two columns (1,0,0), (0,1,0)
+    with torch.no_grad():
+        last.bias.copy_(bias.flatten())
+
+
+class GraphConv(nn.Module):
+    """Residual graph convolution over one hand's joints with a learnable adjacency (init: the tree)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.adjacency = nn.Parameter(_tree_adjacency())
+        self.linear = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (B, H, 21, D)`` -> same shape."""
+        return x + F.gelu(self.linear(self.adjacency @ self.norm(x)))
+
+
+def bone_splat(uv: Tensor, feat: Tensor, height: int, width: int, radius: float) -> Tensor:
+    """Splat per-bone features onto the pixels near each bone, one channel group per bone.
+
+    Args:
+        uv: ``(B, 42, 2)`` joints in normalised ``[-1, 1]`` image coordinates.
+        feat: ``(B, 40, c)`` features of the 40 bones (right then left hand, :data:`BONES` order).
+        height, width: target map size.
+        radius: reach of a bone in map pixels (weights fall linearly to 0 at ``radius``).
+
+    Returns:
+        ``(B, 40 * c, H, W)``.
+    """
+    B, nb, c = feat.shape
+    px = (uv + 1) * uv.new_tensor([width, height]) / 2  # map pixel coordinates
+    child = torch.tensor([a for a, _ in BONES], device=uv.device)
+    parent = torch.tensor([b for _, b in BONES], device=uv.device)
+    child, parent = torch.cat([child, child + 21]), torch.cat([parent, parent + 21])
+    a, b = px[:, child, None], px[:, parent, None]  # (B, 40, 1, 2)
+    v, u = torch.meshgrid(torch.arange(height, device=uv.device, dtype=uv.dtype) + 0.5,
+                          torch.arange(width, device=uv.device, dtype=uv.dtype) + 0.5, indexing="ij")
+    pix = torch.stack([u, v], -1).reshape(1, 1, -1, 2)
+    ab, ap = b - a, pix - a
+    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-6)).clamp(0, 1)  # (B, 40, HW)
+    d = (ap - t[..., None] * ab).norm(dim=-1)
+    w = (1 - d / radius).clamp_min(0)
+    return (w[:, :, None] * feat[..., None]).reshape(B, nb * c, height, width)
+
+
+class RefineBlock(nn.Module):
+    """One decoupled refinement iteration (see the module docstring)."""
+
+    def __init__(self, dim: int, heads: int, bone_channels: int, splat_radius: float, hidden: int) -> None:
+        super().__init__()
+        self.splat_radius = splat_radius
+        self.geom = nn.Linear(5, dim)
+        self.joint_embed = nn.Parameter(torch.randn(42, dim) * 0.02)
+        self.gcn = GraphConv(dim)
+        self.transformer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
+                                                      norm_first=True)
+        self.bone_feat = nn.Linear(dim, bone_channels)
+        self.fuse = nn.Sequential(nn.Conv2d(dim + 40 * bone_channels, dim, 3, padding=1), nn.GroupNorm(8, dim),
+                                  nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1))
+        self.head = _mlp(21 * 2 * dim + NUM_PARAMS, hidden, NUM_PARAMS)
+        self.offset_head = _mlp(2 * dim + 3, hidden // 2, 3)
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        nn.init.zeros_(self.offset_head[-1].weight)
+        nn.init.zeros_(self.offset_head[-1].bias)
+
+    def forward(self, fmap: Tensor, params: Tensor, offset: Tensor, rel: Tensor, uv: Tensor
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """Refine the estimate.
+
+        Args:
+            fmap: ``(B, D, h, w)`` visual map.
+            params: ``(B, 2, 64)`` previous hand parameters; offset ``(B, 3)`` previous right-to-left offset.
+            rel: ``(B, 42, 3)`` previous root-relative joints (mm); uv ``(B, 42, 2)`` their normalised 2D.
+
+        Returns:
+            new ``params``, new ``offset`` and the fused map ``(B, D, h, w)``.
+        """
+        B, D, h, w = fmap.shape
+        params, offset, rel, uv = params.detach(), offset.detach(), rel.detach(), uv.detach()
+        sampled = F.grid_sample(fmap, uv[:, :, None], align_corners=False).squeeze(-1).transpose(1, 2)  # (B,42,D)
+        x = sampled + self.geom(torch.cat([rel / 100, uv], -1)) + self.joint_embed
+        x = self.gcn(x.reshape(B, 2, 21, D)).reshape(B, 42, D)  # intra-hand
+        x = self.transformer(x)  # inter-hand
+        child = torch.tensor([a for a, _ in BONES], device=x.device)
+        parent = torch.tensor([b for _, b in BONES], device=x.device)
+        child, parent = torch.cat([child, child + 21]), torch.cat([parent, parent + 21])
+        bones = self.bone_feat((x[:, child] + x[:, parent]) / 2)  # (B, 40, c)
+        splat = bone_splat(uv, bones, h, w, self.splat_radius)
+        fused = fmap + self.fuse(torch.cat([fmap, splat], 1))
+        resampled = F.grid_sample(fused, uv[:, :, None], align_corners=False).squeeze(-1).transpose(1, 2)
+        j = torch.cat([x, resampled], -1).reshape(B, 2, 21 * 2 * D)
+        params = params + self.head(torch.cat([j, params], -1))
+        pooled = torch.cat([x, resampled], -1).mean(1)
+        offset = offset + 100 * self.offset_head(torch.cat([pooled, offset / 100], -1))
+        return params, offset, fused
+
+
+class DIRNet(nn.Module):
+    """Decoupled iterative refinement network for two hands.
+
+    Args:
+        hand_layers: ``[right, left]`` hand layers (``ProceduralHandLayer`` or ``MANOLayer``), called as
+            ``layer(global_orient (B, 3, 3), hand_pose (B, 45), betas (B, 10))``.
+        backbone: registry or timm name; must give maps at strides 8, 16 and 32.
+        backbone_kwargs: extra backbone arguments.
+        dim: feature width of the fused maps and joint tokens.
+        num_iterations: refinement iterations (paper: 2).
+        refine_strides: map stride used by each iteration (the last one repeats), paper: 16 then 8.
+        heads: transformer heads.
+        bone_channels: channels per bone in the 2D projection.
+        splat_radius: bone reach in map pixels.
+        hidden: width of the regression MLPs.
+    """
+
+    def __init__(self, hand_layers: Sequence[nn.Module], backbone: str = "simple_cnn",
+                 backbone_kwargs: dict[str, Any] | None = None, dim: int = 64, num_iterations: int = 2,
+                 refine_strides: Sequence[int] = (16, 8), heads: int = 4, bone_channels: int = 4,
+                 splat_radius: float = 1.5, hidden: int = 256) -> None:
+        super().__init__()
+        self.hand_layers = nn.ModuleList(hand_layers)
+        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        strides = list(self.backbone.strides)
+        self.refine_strides = [refine_strides[min(i, len(refine_strides) - 1)] for i in range(num_iterations)]
+        self.levels = sorted({32, *self.refine_strides}, reverse=True)  # coarse to fine
+        missing = [s for s in self.levels if s not in strides]
+        if missing:
+            raise ValueError(f"model.init_args.backbone: {backbone!r} gives strides {strides}, "
+                             f"DIR needs {self.levels}")
+        self.level_index = {s: strides.index(s) for s in self.levels}
+        self.lateral = nn.ModuleDict({str(s): nn.Conv2d(self.backbone.out_channels[strides.index(s)], dim, 1)
+                                      for s in self.levels})
+        self.smooth = nn.ModuleDict({str(s): nn.Conv2d(dim, dim, 3, padding=1) for s in self.levels})
+        self.attention = nn.Conv2d(dim, 2, 1)
+        self.init_head = nn.Sequential(nn.Linear(dim, NUM_PARAMS))
+        _init_head(self.init_head, 1)
+        self.init_offset = nn.Sequential(nn.Linear(2 * dim, 3))
+        nn.init.zeros_(self.init_offset[-1].weight)
+        with torch.no_grad():
+            self.init_offset[-1].bias.copy_(torch.tensor([-1.0, 0.0, 0.0]))  # left hand ~100 mm to the left
+        self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden)
+                                    for _ in range(num_iterations))
+
+    def pyramid(self, image: Tensor) -> dict[int, Tensor]:
+        """Top-down fused maps ``{stride: (B, D, H/stride, W/stride)}``."""
+        feats = self.backbone(image)
+        out, prev = {}, None
+        for s in self.levels:
+            x = self.lateral[str(s)](feats[self.level_index[s]])
+            if prev is not None:
+                x = x + F.interpolate(prev, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            out[s] = prev = self.smooth[str(s)](x)
+        return out
+
+    def decode(self, params: Tensor, offset: Tensor) -> dict[str, Tensor]:
+        """Hand parameters to joints.
+
+        Args:
+            params: ``(B, 2, 64)``; offset: ``(B, 3)`` right-to-left root offset in mm.
+
+        Returns:
+            ``rel (B, 42, 3)`` root-relative joints (mm), ``uv (B, 42, 2)`` normalised weak-perspective 2D,
+            ``vertices (B, 2V, 3)`` root-relative (only with a mesh layer).
+        """
+        rels, uvs, verts = [], [], []
+        for h, layer in enumerate(self.hand_layers):
+            p = params[:, h]
+            out = layer(rotation_6d_to_matrix(p[:, _SLICES["rot6d"]]), p[:, _SLICES["pose"]], p[:, _SLICES["betas"]])
+            root = out.joints[:, ROOT : ROOT + 1]
+            rel = out.joints - root
+            cam = p[:, _SLICES["cam"]]
+            s = _CAM_SCALE * torch.exp(cam[:, :1].clamp(-5, 5))
+            uvs.append(s[:, None] * rel[..., :2] / 100 + cam[:, None, 1:])
+            rels.append(rel)
+            if out.vertices is not None:
+                verts.append(out.vertices - root)
+        res = {"rel": torch.cat(rels, 1), "uv": torch.cat(uvs, 1), "params": params, "offset": offset}
+        if verts:
+            res["vertices"] = torch.cat(verts, 1)
+        return res
+
+    def forward(self, image: Tensor) -> list[dict[str, Tensor]]:
+        """Run the initial estimate and the refinement iterations.
+
+        Args:
+            image: ``(B, 3, H, W)`` in [0, 1].
+
+        Returns:
+            one dict per estimate (initial first) as returned by :meth:`decode`.
+        """
+        maps = self.pyramid(image)
+        coarse = maps[32]
+        attn = self.attention(coarse).flatten(2).softmax(-1)  # (B, 2, hw): one attention map per hand
+        pooled = attn @ coarse.flatten(2).transpose(1, 2)  # (B, 2, D)
+        params = self.init_head(pooled)  # (B, 2, 64)
+        offset = 100 * self.init_offset(pooled.flatten(1))
+        outs = [self.decode(params, offset)]
+        fused = None
+        for block, s in zip(self.blocks, self.refine_strides):
+            fmap = maps[s]
+            if fused is not None:
+                fmap = fmap + F.interpolate(fused, size=fmap.shape[-2:], mode="bilinear", align_corners=False)
+            params, offset, fused = block(fmap, params, offset, outs[-1]["rel"], outs[-1]["uv"])
+            outs.append(self.decode(params, offset))
+        return outs
+
+
+def to_camera(rel: Tensor, uv: Tensor, offset: Tensor, params: Tensor, K: Tensor, image_size: tuple[int, int]
+              ) -> tuple[Tensor, Tensor]:
+    """Camera-space joints from the weak-perspective estimate and the intrinsics.
+
+    The right root's depth follows from the weak-perspective scale (``Z = f / (pixels per mm)``) and its
+    position from the root's 2D location; the left root is the right root plus the predicted offset.
+
+    Args:
+        rel: ``(B, 42, 3)`` root-relative joints (mm); uv ``(B, 42, 2)`` normalised 2D; offset ``(B, 3)``;
+        params ``(B, 2, 64)``; K ``(B, 3, 3)``; image_size ``(H, W)`` of the network input.
+
+    Returns:
+        ``joints3d (B, 42, 3)`` camera space (mm) and ``joints2d (B, 42, 2)`` weak-perspective pixels.
+    """
+    H, W = image_size
+    px = (uv + 1) * uv.new_tensor([W, H]) / 2
+    cam = params[:, 0, _SLICES["cam"]]
+    s = _CAM_SCALE * torch.exp(cam[:, 0].clamp(-5, 5))  # normalised units per 100 mm
+    ppmm = s * W / 200  # pixels per mm at the right root
+    f = K[:, 0, 0]
+    Z = f / ppmm
+    root_px = px[:, ROOT]
+    X = (root_px[:, 0] - K[:, 0, 2]) * Z / f
+    Y = (root_px[:, 1] - K[:, 1, 2]) * Z / K[:, 1, 1]
+    right_root = torch.stack([X, Y, Z], -1)
+    roots = torch.stack([right_root, right_root + offset], 1)  # (B, 2, 3)
+    joints3d = (rel.reshape(-1, 2, 21, 3) + roots[:, :, None]).reshape(-1, 42, 3)
+    return joints3d, px
+
+
+__all__ = ["DIRNet", "GraphConv", "RefineBlock", "bone_splat", "root_relative", "to_camera"]

@@ -1,0 +1,212 @@
+"""EqMotion: an equivariant multi-agent motion predictor with invariant interaction reasoning.
+
+The network keeps two kinds of features per agent ``i``:
+
+* a geometric feature ``G_i (C, D)``: ``C`` linear mixtures (over time) of the centred past positions. Every
+  operation on ``G`` is a linear combination of vectors with invariant coefficients, so rotating, reflecting
+  or translating the input does the same to ``G`` and to the prediction (E(D) equivariance);
+* an invariant feature ``h_i (H,)`` built from speeds, turning angles and distances to the scene centre.
+
+Interaction reasoning (once): per-channel distances ``‖G_ic − G_jc‖`` give edge features, a node update and
+soft edge categories ``c_ij = softmax(MLP(.) / τ)`` over ``K`` types. Then ``L`` layers each apply
+an invariant gate ``G_i += SiLU(W h_i) ⊙ (G_i − Ḡ)``, the equivariant aggregation
+``G_i += mean_j φ_f(Σ_k c_ijk φ_k([h_i, h_j, ‖ΔG_ij‖])) ⊙ (G_i − G_j)``, a linear map of the velocity feature, the
+equivariant non-linearity (keep ``q_c`` where ``<q_c, k_c> ≥ 0``, else remove its component along ``k_c``) and
+an invariant update ``h_i += MLP([h_i, mean_j m_ij])``. A linear map ``C -> T_f`` (per mode) gives the future.
+
+Everything is vectorised over batch, agents and time; pairs are dense ``(B, A, A, ...)`` tensors with the agent
+mask applied, so absent agents never influence present ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def dct_matrix(n: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Orthonormal DCT-II matrix ``(n, n)``: ``coeffs = M @ x`` along time, ``x = M.T @ coeffs``."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    t = torch.arange(n, dtype=torch.float64)[None, :]
+    m = torch.cos(math.pi / n * (t + 0.5) * k) * math.sqrt(2.0 / n)
+    m[0] /= math.sqrt(2.0)
+    return m.to(dtype)
+
+
+def mlp(dims: list[int], last_act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(dims) - 2 or last_act:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class PairMLP(nn.Module):
+    """MLP on ``[h_i, h_j, e_ij]`` for all pairs, its first layer split so the node terms are computed per node.
+
+    ``W [h_i, h_j, e_ij] = W_i h_i + W_j h_j + W_e e_ij``: the ``(B, A, A, .)`` work only touches ``e_ij``.
+    """
+
+    def __init__(self, node_dim: int, edge_dim: int, dims: list[int], last_act: bool = False) -> None:
+        super().__init__()
+        self.w_i = nn.Linear(node_dim, dims[0])
+        self.w_j = nn.Linear(node_dim, dims[0], bias=False)
+        self.w_e = nn.Linear(edge_dim, dims[0], bias=False)
+        self.rest = mlp(dims, last_act) if len(dims) > 1 else nn.Identity()
+
+    def forward(self, h: Tensor, e: Tensor) -> Tensor:
+        """Args: h ``(B, A, N)`` node features, e ``(B, A, A, E)`` edge features. Returns ``(B, A, A, out)``."""
+        x = self.w_i(h)[:, :, None] + self.w_j(h)[:, None] + self.w_e(e)
+        return self.rest(F.silu(x))
+
+
+def _norm(x: Tensor, eps: float) -> Tensor:
+    """Smooth Euclidean norm over the last dim (invariant; differentiable at 0)."""
+    return torch.sqrt((x * x).sum(-1) + eps)
+
+
+def _mix(weight: Tensor, x: Tensor) -> Tensor:
+    """Mix the channel/time axis -2 of ``x (..., S, D)`` with ``weight (C, S)`` -> ``(..., C, D)``."""
+    return torch.einsum("cs,...sd->...cd", weight, x)
+
+
+class EqMotionLayer(nn.Module):
+    """One equivariant feature-learning layer (gate, aggregation, velocity term, non-linearity, h update)."""
+
+    def __init__(self, channels: int, hidden: int, n_categories: int, eps: float) -> None:
+        super().__init__()
+        C, H, K = channels, hidden, n_categories
+        self.K, self.H, self.eps = K, H, eps
+        self.gate = nn.Linear(H, C)
+        self.phi = PairMLP(H, C, [H, K * H], last_act=True)  # K category-specific edge functions at once
+        self.phi_f = mlp([H, H, C])
+        self.w_vel = nn.Parameter(torch.randn(C, C) / math.sqrt(C))
+        self.w_q = nn.Parameter(torch.randn(C, C) / math.sqrt(C))
+        self.w_k = nn.Parameter(torch.randn(C, C) / math.sqrt(C))
+        self.node = mlp([2 * H, H, H])
+
+    def forward(self, G: Tensor, h: Tensor, vel: Tensor, cat: Tensor, m: Tensor, pair: Tensor,
+                n_nb: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: G ``(B, A, C, D)``, h ``(B, A, H)``, vel ``(B, A, C, D)``, cat ``(B, A, A, K)``,
+        m ``(B, A)`` float mask, pair ``(B, A, A)`` float pair mask (no self pairs), n_nb ``(B, 1, 1)``
+        neighbour count clamped at 1."""
+        B, A = G.shape[:2]
+        # invariant gate around the scene centre of the geometric features
+        g_bar = (G * m[..., None, None]).sum(1, keepdim=True) / m.sum(1).clamp_min(1)[:, None, None, None]
+        G = G + F.silu(self.gate(h))[..., None] * (G - g_bar)
+        # equivariant aggregation
+        dG = G[:, :, None] - G[:, None]  # (B, A, A, C, D): G_i - G_j
+        dist = _norm(dG, self.eps)  # (B, A, A, C)
+        phi = self.phi(h, dist).view(B, A, A, self.K, self.H)
+        msg = (cat[..., None] * phi).sum(-2)  # (B, A, A, H)
+        w = self.phi_f(msg) * pair[..., None]  # (B, A, A, C)
+        G = G + (w[..., None] * dG).sum(2) / n_nb[..., None]
+        G = G + _mix(self.w_vel, vel)
+        # equivariant non-linearity (residual)
+        q, k = _mix(self.w_q, G), _mix(self.w_k, G)
+        qk = (q * k).sum(-1, keepdim=True)
+        q = torch.where(qk >= 0, q, q - qk / ((k * k).sum(-1, keepdim=True) + self.eps) * k)
+        G = (G + q) * m[..., None, None]
+        # invariant update
+        agg = (msg * pair[..., None]).sum(2) / n_nb
+        h = (h + self.node(torch.cat([h, agg], -1))) * m[..., None]
+        return G, h
+
+
+class EqMotion(nn.Module):
+    """EqMotion multi-agent trajectory predictor (plain ``nn.Module``).
+
+    Args:
+        past_len: observed frames ``T_p``.
+        future_len: predicted frames ``T_f``.
+        dim: spatial dimension ``D`` (any; 2 for pedestrians, 3 for particles, atoms, joints).
+        channels: geometric channels ``C``.
+        hidden: invariant feature width ``H``.
+        n_layers: equivariant layers ``L``.
+        n_categories: edge categories ``K`` of the interaction reasoning.
+        tau: softmax temperature of the edge categories.
+        n_modes: output modes (``> 1``: best-of-K multi-modal head).
+        dct: encode the past and decode the future in the orthonormal DCT basis along time.
+        eps: smoothing of norms and projections (does not affect equivariance).
+    """
+
+    def __init__(self, past_len: int = 20, future_len: int = 20, dim: int = 3, channels: int = 64, hidden: int = 64,
+                 n_layers: int = 4, n_categories: int = 2, tau: float = 1.0, n_modes: int = 1, dct: bool = False,
+                 eps: float = 1e-8) -> None:
+        super().__init__()
+        if past_len < 2:
+            raise ValueError(f"past_len must be >= 2 (velocities by finite difference), got {past_len}")
+        Tp, Tf, C, H, K = past_len, future_len, channels, hidden, n_categories
+        self.past_len, self.future_len, self.dim = Tp, Tf, dim
+        self.n_modes, self.tau, self.eps, self.dct, self.H = n_modes, tau, eps, dct, H
+        # invariant input: speeds (T_p), cosines of turning angles (T_p - 1), distances to the centre (T_p)
+        self.embed = mlp([3 * Tp - 1, H, H])
+        self.w_x = nn.Parameter(torch.randn(C, Tp) / math.sqrt(Tp))
+        self.w_v = nn.Parameter(torch.randn(C, Tp) / math.sqrt(Tp))
+        self.edge = PairMLP(H, C, [H, H], last_act=True)
+        self.node = mlp([2 * H, H, H])
+        self.category = PairMLP(H, H, [H, K])
+        self.layers = nn.ModuleList(EqMotionLayer(C, H, K, eps) for _ in range(n_layers))
+        self.w_out = nn.Parameter(torch.randn(n_modes * Tf, C) / math.sqrt(C))
+        if dct:
+            self.register_buffer("dct_past", dct_matrix(Tp), persistent=False)
+            self.register_buffer("dct_future", dct_matrix(Tf), persistent=False)
+
+    def forward(self, past: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Predict the future of every present agent.
+
+        Args:
+            past: ``(B, A, T_p, D)`` observed positions.
+            mask: ``(B, A)`` bool, True for present agents (default: all). Absent agents' inputs are ignored
+                and their outputs are zero.
+
+        Returns:
+            ``future (B, A, T_f, D)`` (the first mode) and, when ``n_modes > 1``, ``modes (B, K, A, T_f, D)``.
+        """
+        B, A, Tp, D = past.shape
+        if Tp != self.past_len:
+            raise ValueError(f"EqMotion was built for past_len={self.past_len}, got {Tp} frames")
+        if mask is None:
+            mask = torch.ones(B, A, dtype=torch.bool, device=past.device)
+        mb = mask.bool()
+        m = mb.to(past.dtype)
+        X = torch.where(mb[..., None, None], past, torch.zeros((), dtype=past.dtype, device=past.device))
+        n = m.sum(1).clamp_min(1)  # (B,)
+        x_bar = X.sum((1, 2), keepdim=True) / (n * Tp)[:, None, None, None]  # (B, 1, 1, D)
+        Xc = (X - x_bar) * m[..., None, None]
+        V = torch.cat([Xc[:, :, 1:2] - Xc[:, :, :1], Xc[:, :, 1:] - Xc[:, :, :-1]], 2)  # (B, A, T_p, D)
+
+        speed = _norm(V, self.eps)  # (B, A, T_p)
+        cos_turn = (V[:, :, 1:] * V[:, :, :-1]).sum(-1) / (speed[:, :, 1:] * speed[:, :, :-1])
+        radial = _norm(Xc, self.eps)
+        h = self.embed(torch.cat([speed, cos_turn, radial], -1)) * m[..., None]  # (B, A, H)
+
+        if self.dct:
+            Xc, V = _mix(self.dct_past, Xc), _mix(self.dct_past, V)
+        G = _mix(self.w_x, Xc)  # (B, A, C, D)
+        vel = _mix(self.w_v, V)
+
+        pair = m[:, :, None] * m[:, None, :] * (1 - torch.eye(A, dtype=past.dtype, device=past.device))
+        n_nb = (m.sum(1) - 1).clamp_min(1)[:, None, None]  # (B, 1, 1)
+        # interaction reasoning, computed once
+        dist = _norm(G[:, :, None] - G[:, None], self.eps)  # (B, A, A, C)
+        e = self.edge(h, dist)  # (B, A, A, H)
+        hr = self.node(torch.cat([h, (e * pair[..., None]).sum(2) / n_nb], -1))
+        cat = torch.softmax(self.category(hr, e) / self.tau, -1)  # (B, A, A, K)
+
+        for layer in self.layers:
+            G, h = layer(G, h, vel, cat, m, pair, n_nb)
+
+        out = _mix(self.w_out, G).view(B, A, self.n_modes, self.future_len, D)
+        if self.dct:
+            out = _mix(self.dct_future.T, out)
+        out = (out + x_bar[:, :, None]) * m[..., None, None, None]
+        modes = out.permute(0, 2, 1, 3, 4)  # (B, K, A, T_f, D)
+        result = {"future": modes[:, 0]}
+        if self.n_modes > 1:
+            result["modes"] = modes
+        return result

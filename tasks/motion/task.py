@@ -1,0 +1,112 @@
+"""``MotionPredictionTask``: multi-agent trajectory prediction (EqMotion or the constant-velocity baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+
+from visionkit.metrics.motion import ADE, FDE, MinADE, MinFDE, MPJPEHorizons
+from visionkit.tasks.base import BaseTask
+from visionkit.tasks.motion.baselines import ConstantVelocity
+from visionkit.tasks.motion.eqmotion import EqMotion
+
+MODELS = ("eqmotion", "constant_velocity")
+
+
+def masked_ade(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean L2 distance over frames and present agents. pred/target ``(B, A, T, D)``, mask ``(B, A)``."""
+    err = (pred - target).norm(dim=-1).mean(-1)  # (B, A)
+    m = mask.to(err.dtype)
+    return (err * m).sum() / m.sum().clamp_min(1)
+
+
+def min_of_k_ade(modes: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Best-of-K ADE per agent, averaged over present agents. modes ``(B, K, A, T, D)``."""
+    err = (modes - target[:, None]).norm(dim=-1).mean(-1).amin(1)  # (B, A)
+    m = mask.to(err.dtype)
+    return (err * m).sum() / m.sum().clamp_min(1)
+
+
+class MotionPredictionTask(BaseTask):
+    """Predict ``future (B, A, T_f, D)`` from ``past (B, A, T_p, D)`` and the agent ``mask (B, A)``.
+
+    Loss: ADE (mean L2 over frames and present agents); with ``n_modes > 1`` the best-of-K (minADE) loss, which
+    trains the mode closest to the truth. Metrics: ADE, FDE, and with several modes minADE/minFDE@K; with
+    ``mpjpe_horizons_ms`` also MPJPE at those horizons (joints as agents, ``fps`` frames per second).
+
+    Args:
+        model: ``"eqmotion"`` or ``"constant_velocity"`` (no parameters: evaluate it with ``validate``/``test``).
+        past_len: observed frames ``T_p``.
+        future_len: predicted frames ``T_f``.
+        dim: spatial dimension ``D``.
+        channels: EqMotion geometric channels ``C``.
+        hidden: EqMotion invariant width.
+        n_layers: EqMotion layers.
+        n_categories: edge categories ``K``.
+        tau: edge-category softmax temperature.
+        n_modes: predicted modes (best-of-K).
+        dct: DCT along time at input and output.
+        mpjpe_horizons_ms: horizons of the MPJPE metric in ms (None: no MPJPE).
+        fps: frame rate for the MPJPE horizons.
+        **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
+    """
+
+    monitor = "val_ADE"
+    monitor_mode = "min"
+
+    def __init__(self, model: str = "eqmotion", past_len: int = 20, future_len: int = 20, dim: int = 3,
+                 channels: int = 64, hidden: int = 64, n_layers: int = 4, n_categories: int = 2, tau: float = 1.0,
+                 n_modes: int = 1, dct: bool = False, mpjpe_horizons_ms: list[int] | None = None, fps: float = 25.0,
+                 **kwargs: Any) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model.init_args.model: expected one of {MODELS}, got {model!r}")
+        super().__init__(**kwargs)
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        if hp.model == "constant_velocity":
+            self.model: nn.Module = ConstantVelocity(hp.future_len)
+        else:
+            self.model = EqMotion(hp.past_len, hp.future_len, hp.dim, hp.channels, hp.hidden, hp.n_layers,
+                                  hp.n_categories, hp.tau, hp.n_modes, hp.dct)
+
+    def make_metrics(self) -> MetricCollection:
+        metrics: dict[str, Any] = {"ADE": ADE(), "FDE": FDE()}
+        k = self.hparams.n_modes
+        if k > 1:
+            metrics[f"minADE{k}"] = MinADE(k)
+            metrics[f"minFDE{k}"] = MinFDE(k)
+        if self.hparams.mpjpe_horizons_ms:
+            metrics["MPJPE"] = MPJPEHorizons(self.hparams.mpjpe_horizons_ms, self.hparams.fps)
+        return MetricCollection(metrics, compute_groups=False)
+
+    def _predict(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return self.model(batch["past"], batch.get("mask"))
+
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        out = self._predict(batch)
+        mask = batch.get("mask")
+        if mask is None:
+            mask = torch.ones(batch["past"].shape[:2], dtype=torch.bool, device=batch["past"].device)
+        if "modes" in out:
+            loss = min_of_k_ade(out["modes"], batch["future"], mask)
+        else:
+            loss = masked_ade(out["future"], batch["future"], mask)
+        return {"loss": loss}
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            out = self._predict(batch)
+        self.train(was_training)
+        return out
+
+    def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
+        mask = batch.get("mask")
+        for name, metric in metrics.items():
+            multi = isinstance(metric, MinADE) and "modes" in preds
+            metric.update(preds["modes"] if multi else preds["future"], batch["future"], mask)

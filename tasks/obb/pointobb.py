@@ -1,0 +1,718 @@
+"""PointOBB: oriented boxes learnt from one point per object (multiple-instance learning + self-supervised angles).
+
+The model (:class:`PointOBB`, a plain ``nn.Module``) turns point annotations into pseudo oriented boxes; the
+task (:class:`PointOBBTask`) trains it on point labels, measures the pseudo boxes against the true boxes and,
+in ``predict``, hands them to a writer of DOTA label files, on which a fully supervised detector is trained.
+
+Method (boxes ``(cx, cy, w, h, theta)``, pixels, radians, clockwise-positive in the image, le90):
+
+* **Backbone + FPN**; rotated RoI features are bilinear samples of an ``S x S`` grid laid in each proposal's
+  own frame, taken from the FPN level that matches the proposal's scale ``sqrt(w h)``: level
+  ``clamp(floor(log2(scale / finest_scale)) + 1, 0, L - 1)`` (scales below ``finest_scale`` -> level 0, each
+  doubling one level up).
+* **Stage 0 (bag around the point)**: for each point, ``len(bag_scales) x len(bag_ratios)`` (10 x 7) proposals
+  centred on the point with area ``s^2`` and ``w/h = r``. A MIL head gives class logits (softmax over classes) and
+  instance logits (softmax over the bag, per class); the bag score is ``sum_k cls_k * ins_k`` and is trained with
+  binary cross-entropy against the point's one-hot class. The stage-0 box is the score-weighted mean (centre,
+  sides, angle through the doubled-angle vector) of the ``topk`` (7) proposals with the best score of the
+  point's class.
+* **Stage 1 (refinement)**: proposals jittered around the (detached) stage-0 box: sides times
+  ``jitter_scales`` and centre offsets of ``jitter_offsets`` times the jittered sides along the box axes, plus
+  ``num_negatives`` random boxes per image whose IoU with every stage-0 box is below ``neg_iou_thr``. The stage-1
+  head uses sigmoid class scores; its bag score is trained like stage 0 and the negatives with a focal loss
+  towards background. The pseudo box is the stage-1 top-k weighted mean; its score is the stage-1 bag score.
+* **Scale-Sensitive Consistency (SSC)**: the image is resized by ``s ~ U(0.5, 1.5)`` and the stage-0 bags are
+  scaled with it (proposal ``k`` of the resized bag is proposal ``k`` of the original, times ``s``). For the
+  point's class, the class scores and the instance scores of the bag are arranged as ``(scales, ratios)``; a
+  *scale group* is the column of one aspect ratio across the scales. The loss is ``1 - cosine similarity``
+  between the two views per scale group, averaged, with weights 1.0 (class) and 2.0 (instance).
+* **Angle acquisition**: a dense angle branch on every FPN level predicts the angle encoding of the configured
+  coder (UCR by default; the decoder must be differentiable). Dense-to-Sparse matching: for each point and each
+  level, the encodings of the locations within ``d2s_radius`` (1.5) strides of the point are averaged and
+  decoded; a proposal takes the angle of the level that matches its scale. The symmetry loss (smooth-L1,
+  beta 0.1, weight 0.5) compares the original view with a view rotated by ``delta = pi U(0.25, 0.75)``
+  counter-clockwise on screen (probability 0.95), ``d = (theta_orig - theta_rot) - delta``, or flipped
+  top-bottom, ``d = theta_orig + theta_flip``, with ``d`` wrapped modulo pi into ``[-pi/2, pi/2)``, per level and
+  object (objects whose point leaves the rotated image are skipped). Classes in ``agnostic_classes``
+  (rotation-agnostic, e.g. storage tanks) get no angle loss and horizontal proposals. The coder's constraint
+  loss (UCR's unit circle) is applied to the encodings that enter the matching.
+* **Progressive switching** (fractions of the optimiser steps): until ``angle_loss_start`` only scale is learnt
+  (MIL + SSC) with horizontal proposals; then the rotated/flipped view and the symmetry loss are added; from
+  ``angle_proposal_start`` the predicted (detached) angles are written into the proposals.
+
+Design choices beyond the description: the bag scores use plain binary cross-entropy; stage 1 jitters with
+3 x 3 side factors and 3 x 3 centre offsets (81 proposals per object); negatives are drawn with random centres,
+random angles and sides taken from the image's stage-0 boxes times ``U(0.5, 1.5)``; the SSC and the MIL losses
+share the stage-0 head; the angle of a pseudo box is the score-weighted doubled-angle mean of its proposals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric, MetricCollection
+
+from visionkit.backbones import build_backbone
+from visionkit.metrics.dota_map import DOTAMeanAP
+from visionkit.ops.rotated_boxes import box_iou_rotated, regularize_obb
+from visionkit.tasks.base import BaseTask
+from visionkit.tasks.obb import pointobb_views as V
+from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
+from visionkit.tasks.obb.fcos import FPN, IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["PointOBB", "PointOBBTask", "PseudoBoxIoU", "MILHead", "rotated_roi_grid", "weighted_box_mean"]
+
+DEFAULT_SCALES = (8.0, 9.8, 11.9, 14.6, 17.8, 21.8, 26.6, 32.5, 39.7, 48.5)
+DEFAULT_RATIOS = (1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0)
+
+
+# ---------------------------------------------------------------------------------------------- geometry helpers
+def rotated_roi_grid(boxes: Tensor, size: int) -> Tensor:
+    """Sampling points of an ``size x size`` grid laid in each box's own frame (cell centres).
+
+    Args:
+        boxes: ``(K, 5)`` ``(cx, cy, w, h, theta)``.
+        size: grid side ``S``.
+
+    Returns:
+        ``(K, S*S, 2)`` pixel coordinates ``(x, y)``, row-major along the box's h-axis then w-axis.
+    """
+    t = (torch.arange(size, dtype=boxes.dtype, device=boxes.device) + 0.5) / size - 0.5  # (S,)
+    gv, gu = torch.meshgrid(t, t, indexing="ij")
+    gu, gv = gu.reshape(1, -1), gv.reshape(1, -1)  # (1, S*S)
+    cx, cy, w, h, th = (boxes[:, i:i + 1] for i in range(5))
+    c, s = torch.cos(th), torch.sin(th)
+    u, v = gu * w, gv * h  # (K, S*S)
+    return torch.stack([cx + u * c - v * s, cy + u * s + v * c], -1)
+
+
+def weighted_box_mean(boxes: Tensor, weights: Tensor) -> Tensor:
+    """Weighted mean of bags of boxes: centre and sides linearly, the angle through ``(cos 2θ, sin 2θ)``.
+
+    Args:
+        boxes: ``(N, K, 5)``.
+        weights: ``(N, K)`` non-negative (normalised here; all-zero rows give the plain mean).
+
+    Returns:
+        ``(N, 5)`` boxes.
+    """
+    w = weights.clamp_min(0)
+    tot = w.sum(1, keepdim=True)
+    w = torch.where(tot > 0, w / tot.clamp_min(1e-12), torch.full_like(w, 1.0 / max(w.shape[1], 1)))
+    lin = (boxes[..., :4] * w[..., None]).sum(1)
+    c = (torch.cos(2 * boxes[..., 4]) * w).sum(1)
+    s = (torch.sin(2 * boxes[..., 4]) * w).sum(1)
+    return torch.cat([lin, (torch.atan2(s, c) / 2)[:, None]], 1)
+
+
+def _smooth_l1(x: Tensor, beta: float) -> Tensor:
+    ax = x.abs()
+    return torch.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta) if beta > 0 else ax
+
+
+# ---------------------------------------------------------------------------------------------- modules
+class MILHead(nn.Module):
+    """Two shared fully connected layers, then class and instance logits per proposal.
+
+    Args:
+        in_dim: flattened RoI feature size ``C * S * S``.
+        hidden: width of the shared layers.
+        num_classes: foreground classes.
+        cls_bias: initial bias of the class logits.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, num_classes: int, cls_bias: float = 0.0) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.cls = nn.Linear(hidden, num_classes)
+        self.ins = nn.Linear(hidden, num_classes)
+        for m in (self.cls, self.ins):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+        nn.init.constant_(self.cls.bias, cls_bias)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(K, in_dim)`` -> class logits ``(K, C)``, instance logits ``(K, C)``."""
+        h = self.fc(x)
+        return self.cls(h), self.ins(h)
+
+
+class PointOBB(nn.Module):
+    """Backbone + FPN, a two-stage MIL box head and a dense angle branch (see the module docstring).
+
+    Args:
+        num_classes: foreground classes.
+        coder: the angle coder of the dense branch (differentiable decoder).
+        backbone: registry or timm name; backbone_kwargs: its arguments.
+        fpn_channels: FPN width.
+        bag_scales: stage-0 proposal scales ``sqrt(w h)``, pixels.
+        bag_ratios: stage-0 aspect ratios ``w / h``.
+        topk: proposals averaged into a pseudo box.
+        roi_size: side ``S`` of the rotated RoI sampling grid.
+        head_dim: width of the MIL heads.
+        finest_scale: proposals with ``sqrt(w h)`` below this (pixels) use the finest FPN level.
+        jitter_scales: stage-1 side factors; jitter_offsets: stage-1 centre offsets (fractions of the sides).
+        num_negatives: random negative proposals per image in stage 1.
+        neg_iou_thr: a negative must have IoU below this with every stage-0 box.
+        d2s_radius: dense-to-sparse radius in strides.
+        angle_convs: conv-ReLU layers of the angle branch.
+        agnostic_classes: rotation-agnostic classes (horizontal proposals, no angle loss).
+        normalize: standardise [0, 1] images with the ImageNet mean/std.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        coder: AngleCoder,
+        backbone: str = "simple_cnn",
+        backbone_kwargs: dict[str, Any] | None = None,
+        fpn_channels: int = 64,
+        bag_scales: Sequence[float] = DEFAULT_SCALES,
+        bag_ratios: Sequence[float] = DEFAULT_RATIOS,
+        topk: int = 7,
+        roi_size: int = 5,
+        head_dim: int = 256,
+        finest_scale: float = 24.0,
+        jitter_scales: Sequence[float] = (0.8, 1.0, 1.2),
+        jitter_offsets: Sequence[float] = (-0.1, 0.0, 0.1),
+        num_negatives: int = 32,
+        neg_iou_thr: float = 0.3,
+        d2s_radius: float = 1.5,
+        angle_convs: int = 2,
+        agnostic_classes: Sequence[int] = (),
+        normalize: bool = True,
+    ) -> None:
+        super().__init__()
+        if not coder.differentiable_decode:
+            raise ValueError(f"model.init_args.angle_coder: PointOBB's symmetry loss needs a differentiable "
+                             f"decoder; {type(coder).__name__} has none (use ucr, psc or plain)")
+        self.num_classes, self.coder = num_classes, coder
+        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        self.strides = list(self.backbone.strides)
+        self.fpn = FPN(list(self.backbone.out_channels), fpn_channels)
+        self.roi_size, self.topk, self.finest_scale = roi_size, topk, float(finest_scale)
+        in_dim = fpn_channels * roi_size * roi_size
+        self.head0 = MILHead(in_dim, head_dim, num_classes)
+        # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
+        self.head1 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0))
+        layers: list[nn.Module] = []
+        for _ in range(angle_convs):
+            layers += [nn.Conv2d(fpn_channels, fpn_channels, 3, padding=1), nn.ReLU()]
+        self.angle_tower = nn.Sequential(*layers)
+        self.angle_out = nn.Conv2d(fpn_channels, coder.encode_size, 3, padding=1)
+        nn.init.normal_(self.angle_out.weight, std=0.01)
+        if coder.bias_init is not None:
+            nn.init.constant_(self.angle_out.bias, coder.bias_init)
+        scales = torch.tensor([float(s) for s in bag_scales])
+        ratios = torch.tensor([float(r) for r in bag_ratios])
+        # (S*R, 2) stage-0 sides (w, h), scale-major: index = scale_index * R + ratio_index
+        self.register_buffer("bag_wh", torch.stack([(scales[:, None] * ratios.sqrt()[None]).reshape(-1),
+                                                    (scales[:, None] / ratios.sqrt()[None]).reshape(-1)], -1),
+                             persistent=False)
+        self.num_scales, self.num_ratios = len(bag_scales), len(bag_ratios)
+        js = torch.tensor([float(s) for s in jitter_scales])
+        jo = torch.tensor([float(o) for o in jitter_offsets])
+        fw, fh, ox, oy = torch.meshgrid(js, js, jo, jo, indexing="ij")
+        self.register_buffer("jitter", torch.stack([fw, fh, ox, oy], -1).reshape(-1, 4), persistent=False)
+        self.num_negatives, self.neg_iou_thr = num_negatives, neg_iou_thr
+        self.d2s_radius = d2s_radius
+        agn = torch.zeros(num_classes, dtype=torch.bool)
+        if len(agnostic_classes):
+            agn[torch.tensor(list(agnostic_classes), dtype=torch.long)] = True
+        self.register_buffer("agnostic", agn, persistent=False)
+        self.normalize = normalize
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------------------------------ features
+    def features(self, images: Tensor) -> list[Tensor]:
+        """FPN maps of ``(B, 3, H, W)`` images in [0, 1], finest first."""
+        x = (images - self.pixel_mean) / self.pixel_std if self.normalize and images.shape[1] == 3 else images
+        return self.fpn(self.backbone(x))
+
+    def angle_maps(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        """Dense angle encodings ``(B, D, h_l, w_l)`` per level."""
+        return [self.angle_out(self.angle_tower(f)) for f in feats]
+
+    def level_of(self, wh: Tensor) -> Tensor:
+        """FPN level ``(...)`` long of boxes with sides ``wh (..., 2)`` (see the module docstring)."""
+        scale = (wh[..., 0] * wh[..., 1]).clamp_min(1e-6).sqrt()
+        lvl = torch.floor(torch.log2(scale / self.finest_scale)) + 1
+        return lvl.clamp(0, len(self.strides) - 1).long()
+
+    def roi_features(self, feats: Sequence[Tensor], boxes: Tensor, batch_idx: Tensor,
+                     image_size: tuple[int, int]) -> Tensor:
+        """Rotated RoI features of boxes of several images.
+
+        Args:
+            feats: FPN maps ``(B, C, h_l, w_l)``.
+            boxes: ``(K, 5)`` in the pixels of the image the maps were computed from.
+            batch_idx: ``(K,)`` image of each box.
+            image_size: ``(H, W)`` of that (padded) image batch.
+
+        Returns:
+            ``(K, C * S * S)``.
+        """
+        K, S = boxes.shape[0], self.roi_size
+        C = feats[0].shape[1]
+        out = feats[0].new_zeros(K, C, S * S)
+        if K == 0:
+            return out.flatten(1)
+        lvl = self.level_of(boxes[:, 2:4])
+        pts = rotated_roi_grid(boxes, S)  # (K, S*S, 2)
+        B = feats[0].shape[0]
+        for level, f in enumerate(feats):  # a handful of levels; boxes are vectorised
+            sel = (lvl == level).nonzero().flatten()
+            if sel.numel() == 0:
+                continue
+            stride = self.strides[level]
+            h, w = f.shape[-2:]
+            # normalised coordinates of grid_sample (align_corners=False): the map covers [0, w*stride]
+            g = torch.stack([pts[sel, :, 0] * (2.0 / (w * stride)) - 1, pts[sel, :, 1] * (2.0 / (h * stride)) - 1], -1)
+            bi = batch_idx[sel]
+            order = torch.argsort(bi, stable=True)
+            sel, bi, g = sel[order], bi[order], g[order]
+            counts = torch.bincount(bi, minlength=B)
+            rank = torch.arange(sel.numel(), device=boxes.device) - (torch.cumsum(counts, 0) - counts)[bi]
+            grid = g.new_full((B, int(counts.max()), S * S, 2), -2.0)
+            grid[bi, rank] = g.to(grid.dtype)
+            sampled = F.grid_sample(f, grid.to(f.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
+            out[sel] = sampled.permute(0, 2, 1, 3)[bi, rank]  # (n, C, S*S)
+        return out.flatten(1)
+
+    # ------------------------------------------------------------------------------------------ angles
+    def dense_to_sparse(self, amaps: Sequence[Tensor], points: Tensor, batch_idx: Tensor,
+                        image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """Average the dense angle encodings within ``d2s_radius`` strides of each point, per level.
+
+        Args:
+            amaps: per level ``(B, D, h_l, w_l)``.
+            points: ``(N, 2)`` pixels; batch_idx: ``(N,)``.
+            image_size: ``(H, W)`` of the image batch.
+
+        Returns:
+            ``theta (N, L)`` decoded angles, ``enc (N, L, D)`` mean encodings, ``cells`` the constraint loss of
+            the encodings that entered the means, averaged per point and level ``(N, L)``.
+        """
+        thetas, encs, cons = [], [], []
+        for level, a in enumerate(amaps):
+            stride = self.strides[level]
+            B, D, h, w = a.shape
+            r = int(math.ceil(self.d2s_radius)) + 1
+            ci = torch.floor(points[:, 1] / stride).long()  # (N,) cell row / column of the point
+            cj = torch.floor(points[:, 0] / stride).long()
+            off = torch.arange(-r, r + 1, device=points.device)
+            oi, oj = torch.meshgrid(off, off, indexing="ij")
+            ii = ci[:, None] + oi.reshape(1, -1)  # (N, W2) window cells
+            jj = cj[:, None] + oj.reshape(1, -1)
+            cy, cx = (ii.to(points.dtype) + 0.5) * stride, (jj.to(points.dtype) + 0.5) * stride
+            dist = torch.hypot(cx - points[:, 0:1], cy - points[:, 1:2])
+            ok = (dist <= self.d2s_radius * stride) & (ii >= 0) & (ii < h) & (jj >= 0) & (jj < w)
+            flat = a.flatten(2).transpose(1, 2)  # (B, h*w, D)
+            idx = (ii.clamp(0, h - 1) * w + jj.clamp(0, w - 1))  # (N, W2)
+            vals = flat[batch_idx[:, None], idx]  # (N, W2, D)
+            wgt = ok.to(vals.dtype)
+            n = wgt.sum(1).clamp_min(1.0)
+            enc = (vals * wgt[..., None]).sum(1) / n[:, None]  # (N, D)
+            cons.append((self.coder.constraint_loss(vals) * wgt).sum(1) / n)
+            encs.append(enc)
+            thetas.append(self.coder.decode(enc))
+        return torch.stack(thetas, 1), torch.stack(encs, 1), torch.stack(cons, 1)
+
+    # ------------------------------------------------------------------------------------------ MIL
+    def stage0_bags(self, points: Tensor, theta: Tensor | None, labels: Tensor) -> Tensor:
+        """Stage-0 proposals ``(N, S*R, 5)`` centred on the points.
+
+        ``theta`` ``(N, L)`` per-level angles (None: horizontal); a proposal takes the angle of its level, and
+        rotation-agnostic classes stay horizontal.
+        """
+        N, K = points.shape[0], self.bag_wh.shape[0]
+        wh = self.bag_wh[None].expand(N, K, 2).to(points.dtype)
+        if theta is None:
+            ang = points.new_zeros(N, K)
+        else:
+            lvl = self.level_of(wh)  # (N, K)
+            ang = theta.gather(1, lvl)
+            ang = torch.where(self.agnostic[labels][:, None], torch.zeros_like(ang), ang)
+        return torch.cat([points[:, None].expand(N, K, 2), wh, ang[..., None]], -1)
+
+    def stage1_bags(self, boxes0: Tensor) -> Tensor:
+        """Stage-1 proposals ``(N, J, 5)`` jittered around stage-0 boxes ``(N, 5)``."""
+        j = self.jitter.to(boxes0.dtype)  # (J, 4): fw, fh, ox, oy
+        cx, cy, w, h, th = (boxes0[:, i:i + 1] for i in range(5))
+        w2, h2 = w * j[None, :, 0], h * j[None, :, 1]
+        du, dv = j[None, :, 2] * w2, j[None, :, 3] * h2
+        c, s = torch.cos(th), torch.sin(th)
+        x, y = cx + du * c - dv * s, cy + du * s + dv * c
+        return torch.stack([x, y, w2, h2, th.expand_as(x)], -1)
+
+    def negatives(self, boxes0: Tensor, batch_idx: Tensor, batch_size: int,
+                  image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Random negative proposals: ``boxes (M, 5)`` and their images ``(M,)`` (IoU < ``neg_iou_thr`` with every
+        stage-0 box of their image)."""
+        H, W = image_size
+        n = self.num_negatives
+        dev, dt = boxes0.device, boxes0.dtype
+        counts = torch.bincount(batch_idx, minlength=batch_size)
+        if n == 0 or boxes0.shape[0] == 0:
+            return boxes0.new_zeros(0, 5), batch_idx.new_zeros(0)
+        bi = torch.arange(batch_size, device=dev).repeat_interleave(n)
+        bi = bi[counts[bi] > 0]
+        first = torch.cumsum(counts, 0) - counts
+        pick = first[bi] + (torch.rand(bi.shape[0], device=dev) * counts[bi]).long().clamp_max(counts[bi] - 1)
+        wh = boxes0[pick, 2:4] * (0.5 + torch.rand(bi.shape[0], 2, device=dev, dtype=dt))
+        xy = torch.rand(bi.shape[0], 2, device=dev, dtype=dt) * torch.tensor([W, H], device=dev, dtype=dt)
+        th = (torch.rand(bi.shape[0], 1, device=dev, dtype=dt) - 0.5) * math.pi
+        neg = torch.cat([xy, wh, th], 1)
+        iou = box_iou_rotated(neg, boxes0)  # (M, N)
+        iou = torch.where(bi[:, None] == batch_idx[None], iou, torch.zeros_like(iou))
+        keep = iou.amax(1) < self.neg_iou_thr
+        return neg[keep], bi[keep]
+
+    def mil_scores(self, head: MILHead, feats: Sequence[Tensor], bags: Tensor, batch_idx: Tensor,
+                   image_size: tuple[int, int], sigmoid: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """Class and instance probabilities of bags ``(N, K, 5)``: ``cls (N, K, C)`` (softmax over classes, or
+        sigmoid), ``ins (N, K, C)`` (softmax over the bag) and the raw class logits ``(N, K, C)``."""
+        N, K = bags.shape[:2]
+        x = self.roi_features(feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K), image_size)
+        cls_logit, ins_logit = head(x)
+        cls_logit, ins_logit = cls_logit.view(N, K, -1), ins_logit.view(N, K, -1)
+        cls = torch.sigmoid(cls_logit) if sigmoid else torch.softmax(cls_logit, -1)
+        return cls, torch.softmax(ins_logit, 1), cls_logit
+
+    def pseudo_boxes(self, bags: Tensor, cls: Tensor, ins: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Score-weighted mean of the top-k proposals of each bag for the point's class -> boxes ``(N, 5)`` and
+        bag scores ``(N,)``."""
+        idx = labels[:, None, None].expand(-1, bags.shape[1], 1)
+        score = (cls.gather(2, idx) * ins.gather(2, idx)).squeeze(2)  # (N, K)
+        k = min(self.topk, bags.shape[1])
+        top, ti = score.topk(k, dim=1)
+        boxes = weighted_box_mean(bags.gather(1, ti[..., None].expand(-1, -1, 5)), top)
+        return boxes, score.sum(1)
+
+    # ------------------------------------------------------------------------------------------ inference
+    def run(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
+            rotate_proposals: bool = True) -> dict[str, Any]:
+        """Pseudo boxes for a batch.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+            points: per image ``(N_i, 2)`` pixels; labels: per image ``(N_i,)``.
+            rotate_proposals: write the predicted angles into the proposals (else horizontal proposals).
+
+        Returns:
+            dict with ``boxes (N, 5)`` le90 pseudo boxes of all points (image by image), ``scores (N,)``,
+            ``labels (N,)``, ``batch_idx (N,)`` and the intermediate tensors the losses use.
+        """
+        dev = images.device
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        pts = torch.cat([p.to(dev, images.dtype).reshape(-1, 2) for p in points]) if len(points) else \
+            images.new_zeros(0, 2)
+        lab = torch.cat([torch.as_tensor(y, device=dev).long().reshape(-1) for y in labels]) if len(labels) else \
+            torch.zeros(0, dtype=torch.long, device=dev)
+        bidx = torch.cat([torch.full((len(p),), i, device=dev, dtype=torch.long) for i, p in enumerate(points)]) \
+            if len(points) else lab
+        feats = self.features(images)
+        amaps = self.angle_maps(feats)
+        theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx, size)
+        bags0 = self.stage0_bags(pts, theta.detach() if rotate_proposals else None, lab)
+        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=False)
+        box0, bag0 = self.pseudo_boxes(bags0, cls0, ins0, lab)
+        bags1 = self.stage1_bags(box0.detach())
+        cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, size, sigmoid=True)
+        box1, bag1 = self.pseudo_boxes(bags1, cls1, ins1, lab)
+        return {"boxes": regularize_obb(box1.detach(), "le90"), "scores": bag1.detach().clamp(0, 1),
+                "labels": lab, "batch_idx": bidx, "points": pts, "feats": feats, "theta": theta, "enc": enc,
+                "constraint": cons, "bags0": bags0, "cls0": cls0, "ins0": ins0, "bag0": bag0, "box0": box0,
+                "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
+                rotate_proposals: bool = True) -> list[dict[str, Tensor]]:
+        """Pseudo boxes per image: ``boxes (N_i, 5)`` le90, ``scores (N_i,)``, ``labels (N_i,)`` (the point order)."""
+        out = self.run(images, points, labels, rotate_proposals)
+        res = []
+        for i in range(images.shape[0]):
+            m = out["batch_idx"] == i
+            res.append({"boxes": out["boxes"][m], "scores": out["scores"][m], "labels": out["labels"][m]})
+        return res
+
+
+# ---------------------------------------------------------------------------------------------- metric
+class PseudoBoxIoU(Metric):
+    """Mean rotated IoU of pseudo boxes with the true boxes of their points (sum and count, summed under DDP).
+
+    ``update(pred_boxes (N, 5), true_boxes (N, 5))`` with row ``n`` of both describing the same object.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred_boxes: Tensor, true_boxes: Tensor) -> None:
+        if pred_boxes.shape != true_boxes.shape:
+            raise ValueError(f"PseudoBoxIoU: {tuple(pred_boxes.shape)} pseudo boxes vs {tuple(true_boxes.shape)} "
+                             f"true boxes")
+        if pred_boxes.numel():
+            iou = box_iou_rotated(pred_boxes.double(), true_boxes.double(), aligned=True)
+            self.total += iou.sum().to(self.total.device)
+            self.count += float(iou.numel())
+
+    def compute(self) -> Tensor:
+        return self.total / self.count.clamp_min(1.0)
+
+
+# ---------------------------------------------------------------------------------------------- task
+class PointOBBTask(BaseTask):
+    """Point-supervised oriented detection: learns pseudo rotated boxes from one point per object.
+
+    Batch keys: ``image (B, 3, H, W)`` in [0, 1], ``points`` list of ``(N_i, 2)`` pixels and the point classes in
+    ``point_labels`` (when present, e.g. read from point files) or ``labels``; evaluation also reads ``gt_boxes``
+    (true oriented boxes, same order as the points when they are derived from the boxes) and ``difficult``.
+    ``task(batch)`` returns ``{"boxes": [(N_i, 5)], "scores": [(N_i,)], "labels": [(N_i,)]}``: one pseudo box per
+    point, le90, scored by the stage-1 bag score.
+
+    Metrics: ``miou`` (mean rotated IoU of each pseudo box with its object's true box; when the points are not
+    aligned with the true boxes, each true box is compared with the best pseudo box of its class) and ``map50``
+    of the pseudo boxes against the true boxes (DOTA protocol, :class:`~visionkit.metrics.dota_map.DOTAMeanAP`).
+
+    The method and its design choices are described in :mod:`visionkit.tasks.obb.pointobb`.
+
+    Args:
+        num_classes: foreground classes; class_names: their names.
+        backbone, backbone_kwargs, fpn_channels: feature extractor.
+        angle_coder: ``"ucr"`` (default), ``"psc"`` or ``"plain"``; coder_kwargs: its arguments.
+        bag_scales, bag_ratios, topk, roi_size, head_dim, finest_scale, jitter_scales, jitter_offsets,
+        num_negatives, neg_iou_thr, d2s_radius, angle_convs, agnostic_classes: see :class:`PointOBB`.
+        ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
+        sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
+        constraint_loss_weight: weight of the coder's constraint loss (UCR's unit circle).
+        neg_loss_weight: weight of the stage-1 negative (background) focal loss.
+        view_scale_range: range of the resize factor; view_angle_range: rotation range in units of pi;
+        rotate_prob: probability of the rotated view (else flipped).
+        angle_loss_start, angle_proposal_start: fractions of the training steps at which the symmetry loss is
+            switched on and the predicted angles are written into the proposals.
+        map_ap_mode, map_match: DOTA mAP options.
+        **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
+    """
+
+    monitor = "val_miou"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        num_classes: int = 3,
+        class_names: list[str] | None = None,
+        backbone: str = "simple_cnn",
+        backbone_kwargs: dict[str, Any] | None = None,
+        fpn_channels: int = 64,
+        angle_coder: str = "ucr",
+        coder_kwargs: dict[str, Any] | None = None,
+        bag_scales: list[float] = DEFAULT_SCALES,
+        bag_ratios: list[float] = DEFAULT_RATIOS,
+        topk: int = 7,
+        roi_size: int = 5,
+        head_dim: int = 256,
+        finest_scale: float = 24.0,
+        jitter_scales: list[float] = (0.8, 1.0, 1.2),
+        jitter_offsets: list[float] = (-0.1, 0.0, 0.1),
+        num_negatives: int = 32,
+        neg_iou_thr: float = 0.3,
+        d2s_radius: float = 1.5,
+        angle_convs: int = 2,
+        agnostic_classes: list[int] = (),
+        ssc_cls_weight: float = 1.0,
+        ssc_ins_weight: float = 2.0,
+        sym_weight: float = 0.5,
+        sym_beta: float = 0.1,
+        constraint_loss_weight: float = 0.05,
+        neg_loss_weight: float = 1.0,
+        view_scale_range: tuple[float, float] = (0.5, 1.5),
+        view_angle_range: tuple[float, float] = (0.25, 0.75),
+        rotate_prob: float = 0.95,
+        angle_loss_start: float = 0.25,
+        angle_proposal_start: float = 0.6,
+        map_ap_mode: str = "voc07",
+        map_match: str = "gt",
+        **kwargs: Any,
+    ) -> None:
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"model.init_args.class_names: {len(class_names)} names for num_classes={num_classes}")
+        if not 0 <= angle_loss_start <= angle_proposal_start:
+            raise ValueError("model.init_args.angle_loss_start/angle_proposal_start: need 0 <= angle_loss_start <= "
+                             f"angle_proposal_start, got {angle_loss_start}, {angle_proposal_start}")
+        bad = [c for c in agnostic_classes if not 0 <= int(c) < num_classes]
+        if bad:
+            raise ValueError(f"model.init_args.agnostic_classes: classes {bad} outside [0, {num_classes})")
+        super().__init__(**kwargs)
+
+    # ------------------------------------------------------------------------------------------ hooks
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
+        self.model = PointOBB(
+            num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=hp.backbone_kwargs,
+            fpn_channels=hp.fpn_channels, bag_scales=hp.bag_scales, bag_ratios=hp.bag_ratios, topk=hp.topk,
+            roi_size=hp.roi_size, head_dim=hp.head_dim, finest_scale=hp.finest_scale,
+            jitter_scales=hp.jitter_scales, jitter_offsets=hp.jitter_offsets, num_negatives=hp.num_negatives,
+            neg_iou_thr=hp.neg_iou_thr, d2s_radius=hp.d2s_radius, angle_convs=hp.angle_convs,
+            agnostic_classes=hp.agnostic_classes)
+        # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
+        # after training use the same proposal mode
+        self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.hparams.class_names
+        return list(names) if names else [f"class_{i}" for i in range(self.hparams.num_classes)]
+
+    def make_metrics(self) -> MetricCollection:
+        hp = self.hparams
+        return MetricCollection({
+            "miou": PseudoBoxIoU(),
+            "map": DOTAMeanAP(iou_thresholds=(0.5,), ap_mode=hp.map_ap_mode, match=hp.map_match,
+                              class_names=self.class_names),
+        })
+
+    # ------------------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def point_labels(batch: dict[str, Any]) -> list[Tensor]:
+        return list(batch["point_labels"] if "point_labels" in batch else batch["labels"])
+
+    def rotate_proposals(self) -> bool:
+        return bool(self.progress >= self.hparams.angle_proposal_start)
+
+    def _update_progress(self) -> None:
+        if self._trainer is not None and self.training:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            self.progress.fill_(min(1.0, self.global_step / total))
+
+    # ------------------------------------------------------------------------------------------ losses
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        self._update_progress()
+        hp = self.hparams
+        m = self.model
+        images = batch["image"]
+        points, labels = list(batch["points"]), self.point_labels(batch)
+        prog = float(self.progress)
+        angle_on = prog >= hp.angle_loss_start
+        out = m.run(images, points, labels, rotate_proposals=self.rotate_proposals())
+        lab, bidx, size = out["labels"], out["batch_idx"], out["size"]
+        zero = images.sum() * 0.0
+        n = lab.shape[0]
+        if n == 0:
+            return {"loss": zero, "mil0": zero, "mil1": zero, "neg": zero, "ssc": zero, "sym": zero,
+                    "constraint": zero}
+        onehot = F.one_hot(lab, hp.num_classes).to(images.dtype)
+        mil0 = F.binary_cross_entropy(_bag(out["cls0"], out["ins0"]), onehot, reduction="sum") / n
+        mil1 = F.binary_cross_entropy(_bag(out["cls1"], out["ins1"]), onehot, reduction="sum") / n
+        # negatives of stage 1: every class towards background (focal, gamma 2)
+        neg_boxes, neg_b = m.negatives(out["box0"].detach(), bidx, images.shape[0], size)
+        if neg_boxes.shape[0]:
+            x = m.roi_features(out["feats"], neg_boxes, neg_b, size)
+            p = torch.sigmoid(m.head1(x)[0])
+            neg = -(p.pow(2) * torch.log((1 - p).clamp_min(1e-6))).sum(1).mean() * hp.neg_loss_weight
+        else:
+            neg = zero
+        # scale-sensitive consistency with the resized view
+        views = V.sample_views(scale_range=tuple(hp.view_scale_range), angle_range=tuple(hp.view_angle_range),
+                               rotate_prob=hp.rotate_prob)
+        s = views.scale
+        img_s = V.resize_view(images, s)
+        size_s = (int(img_s.shape[-2]), int(img_s.shape[-1]))
+        feats_s = m.features(img_s)
+        bags_s = out["bags0"].clone()
+        bags_s[..., :4] = bags_s[..., :4] * s
+        cls_s, ins_s, _ = m.mil_scores(m.head0, feats_s, bags_s, bidx, size_s, sigmoid=False)
+        ssc = hp.ssc_cls_weight * _ssc(out["cls0"], cls_s, lab, m.num_scales, m.num_ratios) + \
+            hp.ssc_ins_weight * _ssc(out["ins0"], ins_s, lab, m.num_scales, m.num_ratios)
+        # symmetry-based angle learning with the rotated / flipped view
+        sym, con = zero, zero
+        if angle_on:
+            if views.flip:
+                img_v, kind, param = V.vflip_view(images), "vflip", 0.0
+            else:
+                img_v, kind, param = V.rotate_view(images, views.angle), "rotate", views.angle
+            pts_v = V.transform_points(out["points"], kind, size, param)
+            theta_v, _, cons_v = m.dense_to_sparse(m.angle_maps(m.features(img_v)), pts_v, bidx, size)
+            theta_o = out["theta"]  # (N, L)
+            d = theta_o + theta_v if views.flip else (theta_o - theta_v) - param
+            d = wrap_le90(d)
+            valid = V.inside_image(pts_v, size) & ~m.agnostic[lab]  # (N,)
+            w = valid.to(d.dtype)[:, None].expand_as(d)
+            sym = (_smooth_l1(d, hp.sym_beta) * w).sum() / w.sum().clamp_min(1.0) * hp.sym_weight
+            con = ((out["constraint"] + cons_v) * w).sum() / w.sum().clamp_min(1.0) * hp.constraint_loss_weight
+        total = mil0 + mil1 + neg + ssc + sym + con
+        return {"loss": total, "mil0": mil0, "mil1": mil1, "neg": neg, "ssc": ssc, "sym": sym, "constraint": con}
+
+    # ------------------------------------------------------------------------------------------ inference
+    def forward(self, batch: dict[str, Any]) -> dict[str, list[Tensor]]:
+        """Pseudo boxes per image: ``boxes (N_i, 5)`` le90, ``scores (N_i,)``, ``labels (N_i,)``, one per point."""
+        res = self.model.predict(batch["image"], list(batch["points"]), self.point_labels(batch),
+                                 rotate_proposals=self.rotate_proposals())
+        return {k: [r[k] for r in res] for k in ("boxes", "scores", "labels")}
+
+    def _eval_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
+        preds = self(batch)
+        self.update_metrics(self.metrics_for(split), preds, batch)
+        return preds
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        preds = self(batch)
+        preds["image_id"] = list(batch.get("image_id", [str(batch_idx * len(preds["boxes"]) + i)
+                                                        for i in range(len(preds["boxes"]))]))
+        return preds
+
+    def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
+        gts = batch.get("gt_boxes", batch.get("boxes"))
+        if gts is None:
+            return
+        n = len(gts)
+        difficult = batch.get("difficult")
+        if difficult is None:
+            difficult = [torch.zeros(len(g), dtype=torch.bool) for g in gts]
+        gt_labels = batch["labels"]
+        pb, tb = [], []
+        for i in range(n):
+            p, pl = preds["boxes"][i].detach(), preds["labels"][i].long()
+            g, gl = gts[i].to(p), torch.as_tensor(gt_labels[i]).long().to(pl.device)
+            if p.shape == g.shape and torch.equal(pl, gl):
+                pb.append(p)
+            elif len(g) and len(p):  # points not aligned with the boxes: best same-class pseudo box per true box
+                iou = box_iou_rotated(g.double(), p.double())
+                iou = torch.where(gl[:, None] == pl[None], iou, torch.full_like(iou, -1.0))
+                best = iou.argmax(1)
+                ok = iou.gather(1, best[:, None]).squeeze(1) >= 0
+                pb.append(torch.where(ok[:, None], p[best], torch.zeros_like(g)))
+            else:
+                pb.append(torch.zeros_like(g))
+            tb.append(g)
+        if pb:
+            metrics["miou"].update(torch.cat(pb), torch.cat(tb))
+        p = [{"boxes": preds["boxes"][i].detach(), "scores": preds["scores"][i].detach(),
+              "labels": preds["labels"][i].detach()} for i in range(n)]
+        t = [{"boxes": gts[i], "labels": gt_labels[i], "difficult": difficult[i]} for i in range(n)]
+        metrics["map"].update(p, t)
+
+
+def _bag(cls: Tensor, ins: Tensor) -> Tensor:
+    """Bag scores ``(N, C)`` = ``sum_k cls * ins`` clamped into ``(0, 1)`` for the cross-entropy."""
+    return (cls * ins).sum(1).clamp(1e-6, 1 - 1e-6)
+
+
+def _ssc(a: Tensor, b: Tensor, labels: Tensor, num_scales: int, num_ratios: int) -> Tensor:
+    """``1 - cos`` between the point-class score distributions of two views, per scale group (the column of one
+    aspect ratio across the scales), averaged. ``a, b``: ``(N, S*R, C)`` scale-major."""
+    idx = labels[:, None, None].expand(-1, a.shape[1], 1)
+    va = a.gather(2, idx).view(-1, num_scales, num_ratios)
+    vb = b.gather(2, idx).view(-1, num_scales, num_ratios)
+    return (1 - F.cosine_similarity(va, vb, dim=1, eps=1e-8)).mean()

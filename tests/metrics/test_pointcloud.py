@@ -1,0 +1,87 @@
+"""Point-cloud metrics against scikit-learn and a per-shape loop reference."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from visionkit.metrics.pointcloud import MeanClassAccuracy, OverallAccuracy, RepeatedAccuracy, ShapeNetPartMIoU
+
+
+def test_accuracies_match_sklearn_over_several_batches():
+    g = torch.Generator().manual_seed(0)
+    oa, macc = OverallAccuracy(5), MeanClassAccuracy(5)
+    ys, ps = [], []
+    for _ in range(3):
+        y = torch.randint(0, 4, (37,), generator=g)  # class 4 never occurs: skipped by mAcc
+        logits = torch.randn(37, 5, generator=g) + 2 * torch.nn.functional.one_hot(y, 5)
+        oa.update(logits, y)
+        macc.update(logits, y)
+        ys.append(y)
+        ps.append(logits.argmax(-1))
+    y, p = torch.cat(ys).numpy(), torch.cat(ps).numpy()
+    assert oa.compute().item() == pytest.approx(accuracy_score(y, p), abs=1e-6)
+    assert macc.compute().item() == pytest.approx(balanced_accuracy_score(y, p), abs=1e-6)
+
+
+def test_merged_states_equal_single_pass():
+    """What DDP does: the sum-reduced states of two processes give the metric of the union."""
+    y = torch.randint(0, 3, (40,))
+    p = torch.randint(0, 3, (40,))
+    a, b, whole = MeanClassAccuracy(3), MeanClassAccuracy(3), MeanClassAccuracy(3)
+    a.update(p[:13], y[:13])
+    b.update(p[13:], y[13:])
+    whole.update(p, y)
+    a.merge_state(b)
+    assert torch.equal(a.confmat, whole.confmat)
+    assert a.compute() == whole.compute()
+
+
+def reference_miou(pred, gt, cat, category_parts):
+    shape_ious, per_cat = [], {}
+    for b in range(len(cat)):
+        ious = []
+        for part in category_parts[int(cat[b])]:
+            i = np.sum((pred[b] == part) & (gt[b] == part))
+            u = np.sum((pred[b] == part) | (gt[b] == part))
+            ious.append(1.0 if u == 0 else i / u)
+        shape_ious.append(np.mean(ious))
+        per_cat.setdefault(int(cat[b]), []).append(np.mean(ious))
+    return np.mean(shape_ious), np.mean([np.mean(v) for v in per_cat.values()])
+
+
+def test_shapenetpart_miou_matches_loop_reference():
+    category_parts = [[0, 1, 2], [3, 4], [5, 6, 7, 8]]
+    rng = np.random.default_rng(0)
+    m = ShapeNetPartMIoU(category_parts)
+    P, G, C = [], [], []
+    for _ in range(3):
+        cat = rng.integers(0, 2, 6)  # category 2 is absent: class mIoU averages present ones
+        gt = np.stack([rng.choice(category_parts[c][:-1], 50) for c in cat])  # last part absent from the truth
+        pred = np.where(rng.random(gt.shape) < 0.7, gt, rng.integers(0, 9, gt.shape))
+        m.update(torch.as_tensor(pred), torch.as_tensor(gt), torch.as_tensor(cat))
+        P.append(pred), G.append(gt), C.append(cat)
+    inst, cls = reference_miou(np.concatenate(P), np.concatenate(G), np.concatenate(C), category_parts)
+    out = m.compute()
+    assert out["instance"].item() == pytest.approx(inst, abs=1e-6)
+    assert out["class"].item() == pytest.approx(cls, abs=1e-6)
+
+
+def test_miou_perfect_prediction_and_absent_parts_count_one():
+    m = ShapeNetPartMIoU([[0, 1], [2, 3]])
+    gt = torch.tensor([[0, 0, 0, 0]])  # part 1 absent in truth and prediction -> IoU 1
+    m.update(gt.clone(), gt, torch.tensor([0]))
+    assert m.compute()["instance"].item() == 1.0
+    m.reset()
+    m.update(torch.tensor([[1, 1, 1, 1]]), gt, torch.tensor([0]))  # both parts IoU 0
+    assert m.compute()["instance"].item() == 0.0
+
+
+def test_repeated_accuracy_mean_and_std():
+    m = RepeatedAccuracy(2)
+    y = torch.tensor([0, 1, 1, 0])
+    m.update(torch.tensor([0, 1, 1, 0]), y, 0)  # 1.0
+    m.update(torch.tensor([0, 0, 1, 1]), y, 1)  # 0.5
+    out = m.compute()
+    assert out["mean"].item() == pytest.approx(0.75)
+    assert out["std"].item() == pytest.approx(0.25)

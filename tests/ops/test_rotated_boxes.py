@@ -1,0 +1,430 @@
+"""Rotated-box geometry against independent references: shapely polygons, numpy formulas, torchvision's op."""
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+import torch
+import torchvision
+
+from visionkit.ops import rotated_boxes as rb
+from visionkit.ops.rotated_boxes import (
+    batched_nms_rotated,
+    box_iou_rotated,
+    hbb2obb,
+    nms_rotated,
+    obb2corners,
+    obb2hbb,
+    obb2poly,
+    obb_from_torchvision,
+    obb_to_torchvision,
+    point_to_obb_sides,
+    points_in_obb,
+    poly2obb,
+    regularize_obb,
+    rotated_iou_loss,
+)
+
+
+# ------------------------------------------------------------------------------------------- references
+def np_corners(boxes) -> np.ndarray:
+    """The corner convention written out in numpy: c+v1+v2, c+v1-v2, c-v1-v2, c-v1+v2."""
+    b = np.asarray(boxes, dtype=np.float64)
+    c = b[:, None, :2]
+    t = b[:, 4]
+    v1 = np.stack([b[:, 2] / 2 * np.cos(t), b[:, 2] / 2 * np.sin(t)], -1)[:, None]
+    v2 = np.stack([-b[:, 3] / 2 * np.sin(t), b[:, 3] / 2 * np.cos(t)], -1)[:, None]
+    return np.concatenate([c + v1 + v2, c + v1 - v2, c - v1 - v2, c - v1 + v2], axis=1)
+
+
+def polygons(boxes) -> np.ndarray:
+    return shapely.polygons(np_corners(boxes))
+
+
+def shapely_iou(b1, b2, mode="iou", aligned=False) -> np.ndarray:
+    p1, p2 = polygons(b1), polygons(b2)
+    if not aligned:
+        p1, p2 = p1[:, None], p2[None, :]
+    inter = shapely.area(shapely.intersection(p1, p2))
+    a1, a2 = shapely.area(p1), shapely.area(p2)
+    den = a1 if mode == "iof" else a1 + a2 - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, inter / np.where(den > 0, den, 1), 0.0)
+
+
+def random_boxes(n, gen, dtype=torch.float64, span=30.0, size=(0.5, 12.0)):
+    c = torch.rand(n, 2, generator=gen, dtype=dtype) * span
+    wh = torch.rand(n, 2, generator=gen, dtype=dtype) * (size[1] - size[0]) + size[0]
+    t = (torch.rand(n, 1, generator=gen, dtype=dtype) - 0.5) * 4 * math.pi
+    return torch.cat([c, wh, t], dim=1)
+
+
+def same_polygon(b1, b2, atol=1e-9) -> bool:
+    """Equal rectangles: every corner of one is a corner of the other."""
+    c1, c2 = np_corners(b1), np_corners(b2)
+    d = np.linalg.norm(c1[:, :, None] - c2[:, None], axis=-1)  # (N, 4, 4)
+    return bool((d.min(-1) < atol).all() and (d.min(-2) < atol).all())
+
+
+@pytest.fixture
+def gen():
+    return torch.Generator().manual_seed(1234)
+
+
+# ------------------------------------------------------------------------------------------- conversions
+def test_obb2poly_convention(gen):
+    b = random_boxes(50, gen)
+    np.testing.assert_allclose(obb2poly(b).numpy(), np_corners(b).reshape(-1, 8), rtol=0, atol=1e-12)
+    assert obb2corners(b).shape == (50, 4, 2)
+    # clockwise-positive in image coordinates: a small positive angle moves the width axis towards +y (down)
+    c = obb2corners(torch.tensor([[0.0, 0.0, 2.0, 0.0, 0.1]], dtype=torch.float64))[0]
+    assert c[0, 1] > 0 and c[0, 0] > 0
+
+
+@pytest.mark.parametrize("version", ["le90", "le135", "oc"])
+def test_regularize_ranges_and_same_polygon(gen, version):
+    b = random_boxes(400, gen)
+    b[:5, 4] = torch.tensor([-math.pi / 2, math.pi / 2, 0.0, -math.pi / 4, 3 * math.pi / 4], dtype=torch.float64)
+    r = regularize_obb(b, version)
+    assert same_polygon(b.numpy(), r.numpy())
+    t = r[:, 4]
+    if version == "le90":
+        assert bool((t >= -math.pi / 2).all() and (t < math.pi / 2).all() and (r[:, 2] >= r[:, 3]).all())
+    elif version == "le135":
+        assert bool((t >= -math.pi / 4).all() and (t < 3 * math.pi / 4).all() and (r[:, 2] >= r[:, 3]).all())
+    else:
+        assert bool((t > 0).all() and (t <= math.pi / 2).all())
+    np.testing.assert_allclose(regularize_obb(r, version).numpy(), r.numpy(), atol=1e-12)
+
+
+def mm_norm_angle(a, version):
+    """mmrotate's norm_angle."""
+    if version == "le135":
+        return (a + np.pi / 4) % np.pi - np.pi / 4
+    return (a + np.pi / 2) % np.pi - np.pi / 2
+
+
+def mm_poly2obb_le90(polys):
+    """mmrotate's poly2obb_le90 (exact for rectangles), written out in numpy."""
+    p = np.asarray(polys, dtype=np.float64).reshape(-1, 4, 2)
+    pt1, pt2, pt3, pt4 = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
+    edge1 = np.hypot(*(pt1 - pt2).T)
+    edge2 = np.hypot(*(pt2 - pt3).T)
+    angles1 = np.arctan2(pt2[:, 1] - pt1[:, 1], pt2[:, 0] - pt1[:, 0])
+    angles2 = np.arctan2(pt4[:, 1] - pt1[:, 1], pt4[:, 0] - pt1[:, 0])
+    angles = np.where(edge1 > edge2, angles1, angles2)
+    angles = mm_norm_angle(angles, "le90")
+    ctr = (pt1 + pt3) / 2
+    return np.stack([ctr[:, 0], ctr[:, 1], np.maximum(edge1, edge2), np.minimum(edge1, edge2), angles], -1)
+
+
+def mm_regular_le90(b):
+    """mmrotate's regular_obb (le90)."""
+    x, y, w, h, t = np.asarray(b, dtype=np.float64).T
+    wr, hr = np.where(w > h, w, h), np.where(w > h, h, w)
+    tr = mm_norm_angle(np.where(w > h, t, t + np.pi / 2), "le90")
+    return np.stack([x, y, wr, hr, tr], -1)
+
+
+def mm_hbb2obb_le90(xyxy):
+    x1, y1, x2, y2 = np.asarray(xyxy, dtype=np.float64).T
+    x, y, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    o1 = np.stack([x, y, w, h, np.zeros_like(x)], -1)
+    o2 = np.stack([x, y, h, w, np.zeros_like(x) - np.pi / 2], -1)
+    return np.where((w >= h)[:, None], o1, o2)
+
+
+def mm_oc(b):
+    """mmrotate's oc rule (OpenCV < 4.5.1): while not 0 < a <= 90: a += 90 and swap w, h."""
+    out = []
+    for x, y, w, h, t in np.asarray(b, dtype=np.float64):
+        a = math.degrees(t)
+        while not 0 < a <= 90:
+            if a == -90:
+                a += 180
+            else:
+                a += 90
+                w, h = h, w
+        out.append([x, y, w, h, math.radians(a)])
+    return np.array(out)
+
+
+def test_le90_matches_mmrotate_formulas(gen):
+    b = random_boxes(300, gen)
+    b[:, 2] = b[:, 3] + 0.1 + b[:, 2]  # w > h strictly: no square ambiguity
+    b = b[(torch.remainder(b[:, 4] + math.pi / 2, math.pi) - 1e-6).abs() > 1e-6]  # away from the +-pi/2 seam
+    polys = obb2poly(b)
+    ours = poly2obb(polys, "le90").numpy()
+    np.testing.assert_allclose(ours, mm_poly2obb_le90(polys.numpy()), rtol=0, atol=1e-9)
+    sw = b[:, [0, 1, 3, 2, 4]].clone()  # h > w: must swap and turn by pi/2
+    np.testing.assert_allclose(regularize_obb(sw, "le90").numpy(), mm_regular_le90(sw.numpy()), atol=1e-12)
+    np.testing.assert_allclose(regularize_obb(b, "le90").numpy(), mm_regular_le90(b.numpy()), atol=1e-12)
+    # le135 / oc against the published rules
+    le135 = regularize_obb(b, "le135").numpy()
+    np.testing.assert_allclose(le135[:, 4], mm_norm_angle(b[:, 4].numpy(), "le135"), atol=1e-12)
+    np.testing.assert_allclose(regularize_obb(b, "oc").numpy(), mm_oc(b.numpy()), atol=1e-9)
+    xyxy = torch.tensor([[0.0, 0.0, 4.0, 2.0], [1.0, 1.0, 2.0, 5.0], [3.0, 3.0, 4.0, 4.0]], dtype=torch.float64)
+    np.testing.assert_allclose(hbb2obb(xyxy, "le90").numpy(), mm_hbb2obb_le90(xyxy.numpy()), atol=1e-12)
+    oc = hbb2obb(xyxy, "oc").numpy()
+    np.testing.assert_allclose(oc[1], [1.5, 3.0, 1.0, 4.0, math.pi / 2], atol=1e-12)  # OpenCV: w, h swapped
+
+
+def test_poly2obb_recovers_rectangles(gen):
+    b = random_boxes(300, gen)
+    polys = obb2poly(b)
+    perm = torch.roll(polys.view(-1, 4, 2), 1, dims=1)[:, [3, 2, 1, 0]]  # other start, other orientation
+    for p in (polys, perm.reshape(-1, 8)):
+        for version in ("le90", "le135", "oc"):
+            assert same_polygon(poly2obb(p, version).numpy(), b.numpy(), atol=1e-9)
+
+
+def test_poly2obb_min_area_of_random_quads(gen):
+    q = torch.rand(500, 8, generator=gen, dtype=torch.float64) * 20
+    ours = poly2obb(q)
+    ours_poly = polygons(ours.numpy())
+    quad_hull = shapely.convex_hull(shapely.multipoints(q.view(-1, 4, 2).numpy()))
+    ref = shapely.oriented_envelope(quad_hull)  # shapely's minimum_rotated_rectangle
+    area = ours[:, 2] * ours[:, 3]
+    np.testing.assert_allclose(area.numpy(), shapely.area(ref), rtol=1e-9, atol=1e-9)
+    # and it encloses the quadrilateral
+    assert np.all(shapely.area(shapely.difference(quad_hull, ours_poly)) < 1e-9)
+
+
+def test_obb2hbb_and_torchvision_adapter(gen):
+    b = random_boxes(100, gen)
+    np.testing.assert_allclose(obb2hbb(b).numpy(), shapely.bounds(polygons(b)), atol=1e-12)
+    tv = obb_to_torchvision(b)
+    tv_corners = torchvision.ops.box_convert(tv, "cxcywhr", "xyxyxyxy").view(-1, 4, 2).numpy()
+    ours = np_corners(b)
+    d = np.linalg.norm(tv_corners[:, :, None] - ours[:, None], axis=-1)
+    assert d.min(-1).max() < 1e-9  # same rectangles
+    np.testing.assert_allclose(obb_from_torchvision(tv).numpy(), b.numpy(), atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- IoU
+@pytest.mark.parametrize("mode", ["iou", "iof"])
+def test_iou_random_float64(gen, mode):
+    b1, b2 = random_boxes(150, gen), random_boxes(170, gen)
+    ours = box_iou_rotated(b1, b2, mode=mode)
+    ref = shapely_iou(b1, b2, mode)
+    assert ours.dtype == torch.float64 and ours.shape == (150, 170)
+    assert (ref > 0).mean() > 0.1  # a meaningful share of overlapping pairs
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-9)
+
+
+def test_iou_random_float32_dota_scale(gen):
+    b1 = random_boxes(200, gen, span=1024.0, size=(4.0, 120.0))
+    b2 = random_boxes(200, gen, span=1024.0, size=(4.0, 120.0))
+    b2[:100, :2] = b1[:100, :2] + torch.randn(100, 2, generator=gen, dtype=torch.float64) * 5
+    b1f, b2f = b1.float(), b2.float()
+    ref = shapely_iou(b1f.double(), b2f.double())
+    ours = box_iou_rotated(b1f, b2f)
+    assert ours.dtype == torch.float32
+    np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-4)
+    iof = box_iou_rotated(b1f, b2f, mode="iof")
+    np.testing.assert_allclose(iof.numpy(), shapely_iou(b1f.double(), b2f.double(), "iof"), rtol=0, atol=1e-4)
+
+
+def special_pairs(gen):
+    """Pairs (b1, b2) of hard configurations."""
+    b = random_boxes(40, gen)
+    t, w, h = b[:, 4], b[:, 2], b[:, 3]
+    ux, uy = torch.cos(t), torch.sin(t)  # width axis
+    vx, vy = -torch.sin(t), torch.cos(t)  # height axis
+    pairs = [(b, b.clone())]  # identical
+    pairs.append((b, torch.stack([b[:, 0], b[:, 1], h, w, t + math.pi / 2], 1)))  # swapped w/h, theta + pi/2
+    pairs.append((b, b + torch.tensor([0, 0, 0, 0, math.pi], dtype=torch.float64)))  # theta + pi
+    shift_h = torch.stack([b[:, 0] + h * vx, b[:, 1] + h * vy, w, h, t], 1)  # touching along a long edge
+    pairs.append((b, shift_h))
+    shift_w = torch.stack([b[:, 0] + w * ux, b[:, 1] + w * uy, w, h, t], 1)
+    pairs.append((b, shift_w))
+    half = torch.stack([b[:, 0] + 0.5 * w * ux, b[:, 1] + 0.5 * w * uy, w, h, t], 1)  # half overlap, same angle
+    pairs.append((b, half))
+    corner = torch.stack([b[:, 0] + w * ux + h * vx, b[:, 1] + w * uy + h * vy, w, h, t], 1)  # corner touch
+    pairs.append((b, corner))
+    nested = torch.stack([b[:, 0], b[:, 1], 0.5 * w, 0.3 * h, t], 1)  # strictly inside
+    pairs.append((b, nested))
+    # nested touching an inner edge: same width axis, shifted so the long edges coincide
+    inner = torch.stack([b[:, 0] + 0.25 * h * vx, b[:, 1] + 0.25 * h * vy, w, 0.5 * h, t], 1)
+    pairs.append((b, inner))
+    pairs.append((b, torch.stack([b[:, 0], b[:, 1], w, h, t + math.pi / 4], 1)))  # 45 degrees about the centre
+    far = b.clone()
+    far[:, 0] += 1000
+    pairs.append((b, far))  # far apart
+    axis = torch.tensor([[0.0, 0, 4, 2, 0], [0, 0, 4, 2, 0], [2, 0, 4, 2, 0], [0, 0, 2, 2, 0]], dtype=torch.float64)
+    axis2 = torch.tensor([[4.0, 0, 4, 2, 0], [0, 2, 4, 2, 0], [2, 0, 4, 2, 0], [1, 1, 2, 2, math.pi / 2]],
+                         dtype=torch.float64)
+    pairs.append((axis, axis2))  # exact touching / identical / shared-corner axis-aligned cases
+    return pairs
+
+
+def test_iou_special_cases(gen):
+    for b1, b2 in special_pairs(gen):
+        for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+            x1, x2 = b1.to(dtype), b2.to(dtype)
+            ref = shapely_iou(x1.double(), x2.double(), aligned=True)
+            ours = box_iou_rotated(x1, x2, aligned=True)
+            np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=tol)
+            full = box_iou_rotated(x1, x2)
+            np.testing.assert_allclose(torch.diagonal(full).numpy(), ref, rtol=0, atol=tol)
+    b = random_boxes(10, gen)
+    np.testing.assert_allclose(box_iou_rotated(b, b, aligned=True).numpy(), 1.0, atol=1e-12)
+
+
+def test_iou_degenerate_boxes_no_nan(gen):
+    b = random_boxes(20, gen)
+    deg = b.clone()
+    deg[:7, 2] = 0
+    deg[7:14, 3] = 0
+    deg[14:, 2:4] = 0
+    for x1, x2 in ((deg, b), (b, deg), (deg, deg)):
+        for mode in ("iou", "iof"):
+            ours = box_iou_rotated(x1, x2, mode=mode)
+            assert torch.isfinite(ours).all()
+            np.testing.assert_allclose(ours.numpy(), shapely_iou(x1, x2, mode), atol=1e-12)
+    assert (box_iou_rotated(deg, deg, aligned=True) == 0).all()
+
+
+def test_aligned_matches_pairwise_and_empty(gen):
+    b1, b2 = random_boxes(60, gen), random_boxes(60, gen)
+    np.testing.assert_allclose(box_iou_rotated(b1, b2, aligned=True).numpy(),
+                               torch.diagonal(box_iou_rotated(b1, b2)).numpy(), atol=0)
+    assert box_iou_rotated(b1[:0], b2).shape == (0, 60)
+    assert box_iou_rotated(b1, b2[:0]).shape == (60, 0)
+    assert box_iou_rotated(b1[:0], b2[:0], aligned=True).shape == (0,)
+    with pytest.raises(ValueError, match="aligned"):
+        box_iou_rotated(b1, b2[:5], aligned=True)
+    with pytest.raises(ValueError, match=r"\(N, 5\)"):
+        box_iou_rotated(b1[:, :4], b2)
+    with pytest.raises(ValueError, match="mode"):
+        box_iou_rotated(b1, b2, mode="giou")
+
+
+def test_chunking_gives_same_result(gen, monkeypatch):
+    b1, b2 = random_boxes(90, gen), random_boxes(80, gen)
+    full = box_iou_rotated(b1, b2)
+    monkeypatch.setattr(rb, "_PAIR_CHUNK", 7)
+    monkeypatch.setattr(rb, "_BLOCK", 5)
+    np.testing.assert_array_equal(box_iou_rotated(b1, b2).numpy(), full.numpy())
+
+
+def test_matches_torchvision_compiled_op(gen):
+    b1 = random_boxes(300, gen, span=200.0, size=(2.0, 40.0)).float()
+    b2 = random_boxes(300, gen, span=200.0, size=(2.0, 40.0)).float()
+    tv = torchvision.ops.box_iou(obb_to_torchvision(b1), obb_to_torchvision(b2), fmt="cxcywhr")
+    ours = box_iou_rotated(b1, b2)
+    assert (tv > 0).float().mean() > 0.05
+    np.testing.assert_allclose(ours.numpy(), tv.numpy(), rtol=0, atol=1e-4)
+
+
+def test_gradcheck(gen):
+    b1 = random_boxes(6, gen, span=6.0, size=(2.0, 6.0)).requires_grad_(True)
+    b2 = random_boxes(5, gen, span=6.0, size=(2.0, 6.0)).requires_grad_(True)
+    assert (box_iou_rotated(b1, b2) > 0).sum() > 10
+    assert torch.autograd.gradcheck(lambda a, b: box_iou_rotated(a, b), (b1, b2))
+    assert torch.autograd.gradcheck(lambda a, b: box_iou_rotated(a, b, mode="iof"), (b1, b2))
+    a, b = b1[:5].detach().clone().requires_grad_(True), b2.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, y: box_iou_rotated(x, y, aligned=True), (a, b))
+
+
+def test_rotated_iou_loss(gen):
+    p, t = random_boxes(30, gen, span=5.0), random_boxes(30, gen, span=5.0)
+    iou = shapely_iou(p, t, aligned=True)
+    np.testing.assert_allclose(rotated_iou_loss(p, t, "linear").numpy(), 1 - iou, atol=1e-9)
+    np.testing.assert_allclose(rotated_iou_loss(p, t, "log", eps=1e-6).numpy(),
+                               -np.log(np.maximum(iou, 1e-6)), atol=1e-7)
+    # a gradient step on the loss improves the overlap
+    p = p.clone().requires_grad_(True)
+    loss = rotated_iou_loss(p, t, "linear").sum()
+    loss.backward()
+    with torch.no_grad():
+        assert rotated_iou_loss(p - 0.05 * p.grad, t, "linear").sum() < loss
+
+
+# ------------------------------------------------------------------------------------------------- NMS
+def greedy_reference(boxes, scores, thr, labels=None):
+    """Plain greedy NMS on shapely IoU: by decreasing score, ties to the lower index."""
+    iou = shapely_iou(boxes, boxes)
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    keep, dead = [], set()
+    for i in order:
+        if i in dead:
+            continue
+        keep.append(i)
+        for j in range(len(scores)):
+            same = labels is None or labels[i] == labels[j]
+            if j != i and same and iou[i, j] > thr:
+                dead.add(j)
+    return keep
+
+
+@pytest.mark.parametrize("thr", [0.0, 0.1, 0.3, 0.7])
+def test_nms_matches_greedy_reference(gen, thr):
+    b = random_boxes(250, gen, span=40.0)
+    s = torch.randint(0, 12, (250,), generator=gen).double() / 12  # many ties
+    keep = nms_rotated(b, s, thr)
+    assert keep.dtype == torch.long
+    assert keep.tolist() == greedy_reference(b.numpy(), s.numpy(), thr)
+    keep32 = nms_rotated(b.float(), s.float(), thr)
+    assert keep32.tolist() == keep.tolist()
+
+
+def test_nms_ties_and_duplicates():
+    box = [5.0, 5.0, 4.0, 2.0, 0.3]
+    b = torch.tensor([box, box, box, [50, 50, 4, 2, 0]], dtype=torch.float64)
+    assert nms_rotated(b, torch.tensor([0.5, 0.9, 0.9, 0.1]), 0.5).tolist() == [1, 3]
+    assert nms_rotated(b, torch.ones(4), 0.5).tolist() == [0, 3]
+    assert nms_rotated(b, torch.ones(4), -1.0).tolist() == [0]
+    assert nms_rotated(b[:0], torch.ones(0), 0.5).shape == (0,)
+    # exactly equal IoU is not suppressed: iou > threshold
+    pair = torch.tensor([[0.0, 0, 4, 2, 0], [2.0, 0, 4, 2, 0]], dtype=torch.float64)  # IoU = 1/3
+    assert nms_rotated(pair, torch.tensor([1.0, 0.5]), 1 / 3).tolist() == [0, 1]
+    assert nms_rotated(pair, torch.tensor([1.0, 0.5]), 0.33).tolist() == [0]
+
+
+def test_nms_long_suppression_chain():
+    # each box overlaps only its neighbours: greedy keeps every other box
+    n = 60
+    b = torch.stack([torch.arange(n, dtype=torch.float64) * 1.5, torch.zeros(n), torch.full((n,), 2.0),
+                     torch.full((n,), 1.0), torch.zeros(n)], 1)
+    s = torch.linspace(1, 0, n, dtype=torch.float64)
+    assert nms_rotated(b, s, 0.1).tolist() == list(range(0, n, 2))
+
+
+def test_batched_nms_is_per_class(gen):
+    b = random_boxes(200, gen, span=30.0)
+    s = torch.rand(200, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 4, (200,), generator=gen)
+    keep = batched_nms_rotated(b, s, labels, 0.2)
+    assert keep.tolist() == greedy_reference(b.numpy(), s.numpy(), 0.2, labels.numpy())
+    # never across classes: identical boxes with different labels all survive
+    dup = torch.tensor([[5.0, 5, 4, 2, 0.2]] * 3, dtype=torch.float64)
+    assert batched_nms_rotated(dup, torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0, 1, 2]), 0.5).tolist() == [0, 1, 2]
+    assert batched_nms_rotated(dup, torch.tensor([0.3, 0.2, 0.1]), torch.tensor([0, 1, 1]), 0.5).tolist() == [0, 1]
+    per_class = sorted(i for c in range(4) for i in (labels == c).nonzero()[:, 0][
+        nms_rotated(b[labels == c], s[labels == c], 0.2)].tolist())
+    assert sorted(keep.tolist()) == per_class
+    best = [int(torch.nonzero(labels == c)[s[labels == c].argmax()]) for c in labels.unique().tolist()]
+    assert batched_nms_rotated(b, s, labels, -1.0).tolist() == sorted(best, key=lambda i: -float(s[i]))
+
+
+# ---------------------------------------------------------------------------------------------- points
+def test_points_in_obb_and_sides(gen):
+    b = random_boxes(30, gen, span=20.0)
+    pts = torch.rand(400, 2, generator=gen, dtype=torch.float64) * 24 - 2
+    inside = points_in_obb(pts, b)
+    ref = shapely.contains_xy(polygons(b)[None, :], pts[:, None, 0].numpy(), pts[:, None, 1].numpy())
+    np.testing.assert_array_equal(inside.numpy(), ref)
+    assert inside.any()
+    sides = point_to_obb_sides(pts, b)
+    assert sides.shape == (400, 30, 4)
+    np.testing.assert_array_equal((sides > 0).all(-1).numpy(), ref)
+    np.testing.assert_allclose((sides[..., 0] + sides[..., 2]).numpy(), np.broadcast_to(b[:, 2].numpy(), (400, 30)))
+    np.testing.assert_allclose((sides[..., 1] + sides[..., 3]).numpy(), np.broadcast_to(b[:, 3].numpy(), (400, 30)))
+    # for inside points the nearest side is the distance to the polygon boundary
+    bd = shapely.distance(shapely.boundary(polygons(b))[None, :], shapely.points(pts.numpy())[:, None])
+    np.testing.assert_allclose(sides.amin(-1).numpy()[ref], bd[ref], atol=1e-9)
+    # order (left, top, right, bottom) for an axis-aligned box: a point near its left, top edges
+    s = point_to_obb_sides(torch.tensor([[1.0, 2.0]]), torch.tensor([[5.0, 5.0, 10.0, 8.0, 0.0]]))[0, 0]
+    np.testing.assert_allclose(s.numpy(), [1.0, 1.0, 9.0, 7.0])

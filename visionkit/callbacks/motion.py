@@ -1,0 +1,195 @@
+"""Motion-family callbacks: trajectory pictures, NPZ prediction files, an equivariance regulariser."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
+
+from visionkit.callbacks.writer import PredictionWriter
+from visionkit.io import atomic_open, atomic_write_bytes, atomic_write_text
+from visionkit.ops.rotations import random_rotation
+
+
+def plot_trajectories(past: Tensor, future: Tensor | None, pred: Tensor, mask: Tensor | None = None,
+                      modes: Tensor | None = None, title: str = ""):
+    """Draw one scene: past (solid), true future (dashed), predicted future (dotted) per agent, in the x-y plane.
+
+    Args:
+        past: ``(A, T_p, D)``; future: ``(A, T_f, D)`` or None; pred: ``(A, T_f, D)``; mask: ``(A,)`` bool;
+        modes: optional ``(K, A, T_f, D)`` alternative predictions drawn faintly.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = torch.ones(past.shape[0], dtype=torch.bool) if mask is None else mask.bool().cpu()
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    colours = plt.get_cmap("tab10")
+    for a in torch.nonzero(keep).flatten().tolist():
+        c = colours(a % 10)
+        p = past[a].detach().cpu().numpy()
+        ax.plot(p[:, 0], p[:, 1], "-", color=c, lw=1.5)
+        ax.plot(p[-1, 0], p[-1, 1], "o", color=c, ms=3)
+        if modes is not None:
+            for k in range(modes.shape[0]):
+                q = np.concatenate([p[-1:], modes[k, a].detach().cpu().numpy()])
+                ax.plot(q[:, 0], q[:, 1], "-", color=c, lw=0.5, alpha=0.3)
+        if future is not None:
+            f = np.concatenate([p[-1:], future[a].detach().cpu().numpy()])
+            ax.plot(f[:, 0], f[:, 1], "--", color=c, lw=1.2)
+        q = np.concatenate([p[-1:], pred[a].detach().cpu().numpy()])
+        ax.plot(q[:, 0], q[:, 1], ":", color=c, lw=1.8)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title or "past — / true -- / predicted ··", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+class TrajectoryPlotter(Callback):
+    """Every ``every_n_epochs`` validation epochs, draw the first ``n_scenes`` scenes of the first validation batch.
+
+    The pictures go to TensorBoard (``trajectories/<i>``, when a TensorBoard logger is attached) and are saved as
+    ``<output_dir>/epoch<NNN>_scene<i>.png`` (default ``output_dir``: ``<log_dir>/trajectories``).
+
+    Args:
+        n_scenes: scenes drawn per epoch.
+        every_n_epochs: drawing period.
+        output_dir: folder of the PNG files (None: next to the logs).
+    """
+
+    def __init__(self, n_scenes: int = 4, every_n_epochs: int = 1, output_dir: str | None = None) -> None:
+        self.n_scenes, self.every_n_epochs = n_scenes, every_n_epochs
+        self.output_dir = output_dir
+        self._scene: dict[str, Tensor] | None = None
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx != 0 or dataloader_idx != 0 or not isinstance(outputs, dict) or "future" not in outputs:
+            return
+        n = self.n_scenes
+        self._scene = {"past": batch["past"][:n].cpu(), "future": batch["future"][:n].cpu(),
+                       "pred": outputs["future"][:n].cpu(),
+                       "mask": batch["mask"][:n].cpu() if "mask" in batch else None,
+                       "modes": outputs["modes"][:n].cpu() if "modes" in outputs else None}
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._scene is None or trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        if trainer.current_epoch % self.every_n_epochs:
+            return
+        import matplotlib.pyplot as plt
+
+        s, self._scene = self._scene, None
+        out = Path(self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "trajectories")
+        tb = next((lg for lg in trainer.loggers if type(lg).__name__ == "TensorBoardLogger"), None)
+        for i in range(s["past"].shape[0]):
+            fig = plot_trajectories(s["past"][i], s["future"][i], s["pred"][i],
+                                    None if s["mask"] is None else s["mask"][i],
+                                    None if s["modes"] is None else s["modes"][i],
+                                    title=f"epoch {trainer.current_epoch} scene {i}")
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png")
+            atomic_write_bytes(out / f"epoch{trainer.current_epoch:03d}_scene{i}.png", buf.getvalue())
+            if tb is not None:
+                tb.experiment.add_figure(f"trajectories/{i}", fig, global_step=trainer.global_step)
+            plt.close(fig)
+
+
+class NPZWriter(PredictionWriter):
+    """Writes ``predict`` outputs as one ``.npz`` per batch and rank, atomically.
+
+    File ``<output_dir>/pred_rank<r>_batch<NNNNN>.npz`` holds ``future`` (predicted, ``(B, A, T_f, D)``),
+    ``modes`` (if multi-modal), and from the batch ``past``, ``mask`` and the true ``future`` as ``target``
+    (when present). ``finalize`` writes ``index_rank<r>.json`` listing the rank's files in order.
+    """
+
+    def __init__(self, output_dir: str = "predictions") -> None:
+        super().__init__(output_dir)
+        self._files: list[str] = []
+
+    def write_batch(self, prediction: dict[str, Any], batch: dict[str, Any], batch_idx: int, rank: int) -> None:
+        arrays = {k: v.detach().cpu().numpy() for k, v in prediction.items() if torch.is_tensor(v)}
+        for key, name in (("past", "past"), ("mask", "mask"), ("future", "target")):
+            if torch.is_tensor(batch.get(key)):
+                arrays[name] = batch[key].detach().cpu().numpy()
+        name = f"pred_rank{rank}_batch{batch_idx:05d}.npz"
+        with atomic_open(self.output_dir / name, "wb") as f:
+            np.savez(f, **arrays)
+        self._files.append(name)
+
+    def finalize(self, rank: int, world_size: int) -> None:
+        atomic_write_text(self.output_dir / f"index_rank{rank}.json",
+                          json.dumps({"rank": rank, "world_size": world_size, "files": self._files}, indent=1))
+        self._files = []
+
+
+class EquivarianceRegulariser(Callback):
+    """Adds ``λ · mean ‖f(g X) − g f(X)‖²`` to the training gradients, for backbones that are not equivariant.
+
+    ``g`` is a random rotation (with a random reflection when ``reflections``) and translation drawn per step.
+    The penalty is back-propagated in ``on_before_optimizer_step`` (after the task's loss), so its gradient adds
+    to the task's before the optimiser step; its value is logged as ``train_equivariance``. For an exactly
+    equivariant model (EqMotion) the penalty is zero up to rounding.
+
+    Args:
+        weight: ``λ``.
+        translation_std: standard deviation of the random translation.
+        reflections: also draw improper rotations (det −1).
+    """
+
+    def __init__(self, weight: float = 0.1, translation_std: float = 1.0, reflections: bool = True) -> None:
+        self.weight, self.translation_std, self.reflections = weight, translation_std, reflections
+        self._batch: dict[str, Any] | None = None
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self._batch = batch
+
+    @staticmethod
+    def random_transform(dim: int, batch: int, dtype: torch.dtype, device: torch.device,
+                         reflections: bool) -> Tensor:
+        """Random orthogonal matrices ``(B, D, D)`` (Haar on SO(3) for D = 3, uniform angle for D = 2)."""
+        if dim == 3:
+            R = random_rotation(batch, dtype=dtype, device=device)
+        elif dim == 2:
+            a = torch.rand(batch, dtype=dtype, device=device) * 2 * torch.pi
+            c, s = a.cos(), a.sin()
+            R = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+        else:
+            R = torch.linalg.qr(torch.randn(batch, dim, dim, dtype=dtype, device=device))[0]
+        if reflections:
+            flip = torch.where(torch.rand(batch, device=device) < 0.5, -1.0, 1.0).to(dtype)
+            R = R.clone()
+            R[:, :, 0] = R[:, :, 0] * flip[:, None]
+        return R
+
+    def penalty(self, pl_module: LightningModule, batch: dict[str, Any]) -> Tensor:
+        past, mask = batch["past"], batch.get("mask")
+        B, D = past.shape[0], past.shape[-1]
+        R = self.random_transform(D, B, past.dtype, past.device, self.reflections)[:, None]  # (B, 1, D, D)
+        t = torch.randn(B, 1, 1, D, dtype=past.dtype, device=past.device) * self.translation_std
+        f = pl_module.model(past, mask)["future"]
+        fg = pl_module.model(past @ R.transpose(-1, -2) + t, mask)["future"]
+        diff = fg - (f @ R.transpose(-1, -2) + t)  # (B, A, T_f, D)
+        m = torch.ones(past.shape[:2], device=past.device) if mask is None else mask.to(past.dtype)
+        return ((diff ** 2).sum(-1).mean(-1) * m).sum() / m.sum().clamp_min(1)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        if self._batch is None or self.weight <= 0:
+            return
+        reg = self.penalty(pl_module, self._batch)
+        if reg.requires_grad:
+            (self.weight * reg).backward()
+        pl_module.log("train_equivariance", reg.detach(), on_step=True, on_epoch=True,
+                      batch_size=self._batch["past"].shape[0])
+        self._batch = None
