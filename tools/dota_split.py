@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visionkit.datamodules.obb.dota import IMAGE_SUFFIXES, read_dota_txt, write_dota_txt
+from visionkit.datamodules.obb.dota import IMAGE_SUFFIXES, read_dota_txt, read_task1, write_dota_txt, write_task1
 from visionkit.errors import DataError
 from visionkit.io import atomic_open
 
@@ -212,6 +212,7 @@ def split_image(
     """
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = None  # DOTA v2.0 has images of 20000 x 20000 pixels
     ann = None
     if label_path is not None:
         ann = read_dota_txt(label_path, classes, degenerate="skip")
@@ -264,31 +265,6 @@ def split_folder(src: Path, dst: Path, size: int = 1024, gap: int = 200, rates: 
 
 
 # ============================================================================ merge
-def read_task1(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Read a ``Task1_<class>.txt`` file -> ``(names, scores (N,), polys (N, 8))``."""
-    names, scores, polys = [], [], []
-    for n, raw in enumerate(path.read_text().splitlines(), start=1):
-        f = raw.split()
-        if not f:
-            continue
-        if len(f) != 10:
-            raise DataError(f"{path}:{n}: expected '<image> <score> x1 y1 ... x4 y4', got {len(f)} fields")
-        try:
-            scores.append(float(f[1]))
-            polys.append([float(v) for v in f[2:]])
-        except ValueError as e:
-            raise DataError(f"{path}:{n}: score and coordinates must be numbers ({e})") from e
-        names.append(f[0])
-    return names, np.asarray(scores, np.float64), np.asarray(polys, np.float64).reshape(-1, 8)
-
-
-def write_task1(path: Path, names: Sequence[str], scores: np.ndarray, polys: np.ndarray) -> None:
-    """Write ``<image> <score> x1 y1 ... x4 y4`` lines atomically."""
-    lines = [f"{nm} {float(s):.6f} " + " ".join(f"{float(v):.2f}" for v in p) for nm, s, p in zip(names, scores, polys)]
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + ("\n" if lines else ""))
-
-
 def merge_detections(names: Sequence[str], scores: np.ndarray, polys: np.ndarray, labels: np.ndarray | None = None,
                      iou_thr: float = 0.1) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Map patch detections to full images and apply rotated NMS per image and label.

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from visionkit.datamodules.base import BaseDataModule
+from visionkit.datamodules.generation.tokens import GenerationDataModule
 
 __all__ = ["Digits", "TensorImageDataset", "stratified_split"]
 
@@ -48,7 +48,7 @@ def stratified_split(labels: np.ndarray, sizes: tuple[int, int], seed: int) -> t
     return train_i, val_i, test_i
 
 
-class Digits(BaseDataModule):
+class Digits(GenerationDataModule):
     """The 8x8 digits bundled with scikit-learn (no download): images ``(1, 8, 8)`` = value / 16, labels 0..9.
 
     A stratified, seeded split into train / val / test. ``PixelQuantizer(levels=17)`` encodes them exactly.
@@ -57,6 +57,7 @@ class Digits(BaseDataModule):
         val_size: validation images.
         test_size: test images.
         split_seed: seed of the split.
+        **kwargs: ``tokenizer_ckpt``, ``cache_dir`` (token caching) and the ``BaseDataModule`` arguments.
     """
 
     num_classes = 10
@@ -78,3 +79,7 @@ class Digits(BaseDataModule):
         self.train_dataset = TensorImageDataset(images[tr], labels[tr])
         self.val_dataset = TensorImageDataset(images[va], labels[va])
         self.test_dataset = TensorImageDataset(images[te], labels[te])
+        self.attach_tokens()
+
+    def cache_key(self) -> str:
+        return f"digits|{self.val_size}|{self.test_size}|{self.split_seed}"

@@ -25,9 +25,11 @@ _TINT = torch.tensor([[0.06, -0.02, -0.04], [0.03, 0.03, -0.03], [0.0, 0.0, 0.0]
 _SKIN = torch.tensor([[0.95, 0.74, 0.62], [0.80, 0.60, 0.52]])  # right, left
 
 
-def generate_hands(n: int, seed: int, image_size: int = 128, focal: float = 200.0,
+def generate_hands(n: int, seed: int, image_size: int = 128, focal: float = 200.0, max_roll: float = 1.75,
                    chunk: int = 16) -> dict[str, Tensor]:
     """Sample and render ``n`` two-hand images (deterministic in ``seed``).
+
+    ``max_roll`` bounds the in-plane rotation of each hand (radians; pi for any roll).
 
     Returns:
         dict with ``image (n, 3, S, S)`` uint8, ``joints3d (n, 42, 3)`` camera-space mm, ``joints2d (n, 42, 2)``
@@ -41,10 +43,11 @@ def generate_hands(n: int, seed: int, image_size: int = 128, focal: float = 200.
     for h, layer in enumerate(layers):
         pose = layer.random_pose(n, g)
         beta = torch.randn(n, 10, generator=g)
-        # wrist orientation: in-plane roll anywhere, palm towards the camera within +-70 deg of yaw, +-35 of pitch
-        roll = (torch.rand(n, generator=g) * 2 - 1) * math.pi
-        yaw = (torch.rand(n, generator=g) * 2 - 1) * 1.2
-        pitch = (torch.rand(n, generator=g) * 2 - 1) * 0.6
+        # wrist orientation: fingers up to +-100 deg from pointing down the image, palm towards the camera within
+        # +-50 deg of yaw and +-30 deg of pitch
+        roll = (torch.rand(n, generator=g) * 2 - 1) * max_roll
+        yaw = (torch.rand(n, generator=g) * 2 - 1) * 0.9
+        pitch = (torch.rand(n, generator=g) * 2 - 1) * 0.5
         R = axis_rotation(roll, "z") @ axis_rotation(pitch, "x") @ axis_rotation(yaw, "y")
         j = layer(R, pose, beta).joints  # (n, 21, 3), wrist at the origin
         # centre of each hand: right hand to the right of the left one, overlapping often

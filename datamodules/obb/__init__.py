@@ -1,1 +1,23 @@
-"""Datamodules of the obb family."""
+"""Datamodules of the obb family: synthetic oriented objects (default), DOTA, RSAR and DIOR-R."""
+
+from visionkit.datamodules.obb.dota import (
+    DIORR,
+    DOTA,
+    RSAR,
+    DOTADataset,
+    OBBImageDataset,
+    read_dior_xml,
+    read_dota_txt,
+    read_point_txt,
+    read_task1,
+    write_dota_txt,
+    write_point_txt,
+    write_task1,
+)
+from visionkit.datamodules.obb.synthetic import SyntheticOBB, SyntheticOBBDataset
+
+__all__ = [
+    "SyntheticOBB", "SyntheticOBBDataset", "DOTA", "RSAR", "DIORR", "DOTADataset", "OBBImageDataset",
+    "read_dota_txt", "write_dota_txt", "read_point_txt", "write_point_txt", "read_dior_xml", "read_task1",
+    "write_task1",
+]

@@ -10,6 +10,7 @@ Files read and written here:
   ``<difficult>`` and a ``<robndbox>`` (some files: ``<bndbox>``) with the corners ``x_left_top y_left_top
   x_right_top y_right_top x_right_bottom y_right_bottom x_left_bottom y_left_bottom``.
 * point labels ``<image>.txt``: one object per line ``x y class`` (pixels).
+* DOTA Task1 results ``Task1_<class>.txt``: one detection per line ``<image> <score> x1 y1 ... x4 y4``.
 
 Polygons are converted to le90 boxes ``(cx, cy, w, h, theta)`` (radians, clockwise-positive in the image) with
 :func:`visionkit.ops.rotated_boxes.poly2obb` (minimum-area rectangle). Degenerate polygons (zero area or
@@ -46,7 +47,8 @@ from visionkit.io import atomic_open
 __all__ = [
     "DOTA_V1_0_CLASSES", "DOTA_V1_5_CLASSES", "DOTA_V2_0_CLASSES", "DOTA_CLASSES", "RSAR_CLASSES",
     "DIOR_R_CLASSES", "read_dota_txt", "write_dota_txt", "read_point_txt", "write_point_txt", "read_dior_xml",
-    "polygon_area", "OBBImageDataset", "DOTA", "RSAR", "DIORR",
+    "read_task1", "write_task1",
+    "polygon_area", "OBBImageDataset", "DOTADataset", "DOTA", "RSAR", "DIORR",
 ]
 
 DOTA_V1_0_CLASSES = (
@@ -172,7 +174,8 @@ def read_dota_txt(
         try:
             coords = [float(v) for v in fields[:8]]
         except ValueError as e:
-            raise DataError(f"{path}:{n}: coordinates must be numbers ({e})") from e
+            raise DataError(f"{path}:{n}: coordinates must be numbers: expected 8 coordinates + class "
+                            f"[+ difficult] ({e})") from e
         if not all(math.isfinite(v) for v in coords):
             raise DataError(f"{path}:{n}: non-finite coordinate")
         name = fields[8]
@@ -278,6 +281,49 @@ def write_point_txt(path: str | Path, points: np.ndarray | Tensor, class_names: 
     text = "".join(f"{float(x)!r} {float(y)!r} {c}\n" for (x, y), c in zip(pts, class_names))
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def read_task1(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read a DOTA Task1 result file ``Task1_<class>.txt`` (``<image> <score> x1 y1 ... x4 y4`` per line).
+
+    Returns:
+        ``(image names, scores (N,) float64, polys (N, 8) float64)``.
+
+    Raises:
+        DataError: ``"<file>:<line>: ..."`` for malformed lines.
+    """
+    path = Path(path)
+    names, scores, polys = [], [], []
+    for n, raw in enumerate(path.read_text().splitlines(), start=1):
+        f = raw.split()
+        if not f:
+            continue
+        if len(f) != 10:
+            raise DataError(f"{path}:{n}: expected '<image> <score> x1 y1 ... x4 y4', got {len(f)} fields")
+        try:
+            scores.append(float(f[1]))
+            polys.append([float(v) for v in f[2:]])
+        except ValueError as e:
+            raise DataError(f"{path}:{n}: score and coordinates must be numbers ({e})") from e
+        names.append(f[0])
+    return names, np.asarray(scores, np.float64), np.asarray(polys, np.float64).reshape(-1, 8)
+
+
+def write_task1(path: str | Path, names: Sequence[str], scores: np.ndarray | Tensor,
+                polys: np.ndarray | Tensor) -> None:
+    """Write a DOTA Task1 result file atomically: ``<image> <score> x1 y1 ... x4 y4`` per detection.
+
+    Args:
+        path: destination, conventionally ``Task1_<class>.txt``.
+        names: image name (file stem) of each detection.
+        scores: ``(N,)``; polys ``(N, 8)`` corners in full-image pixels (scores with 6 decimals, corners with 2,
+            as DOTA submissions).
+    """
+    scores = np.asarray(scores.detach().cpu() if isinstance(scores, Tensor) else scores, np.float64).reshape(-1)
+    polys = np.asarray(polys.detach().cpu() if isinstance(polys, Tensor) else polys, np.float64).reshape(-1, 8)
+    lines = [f"{nm} {float(s):.6f} " + " ".join(f"{float(v):.2f}" for v in p) for nm, s, p in zip(names, scores, polys)]
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + ("\n" if lines else ""))
 
 
 def read_dior_xml(
@@ -472,6 +518,40 @@ class OBBImageDataset(Dataset):
         }
 
 
+class DOTADataset(OBBImageDataset):
+    """One DOTA split folder: ``<split_dir>/images/*.png`` with ``<split_dir>/labelTxt/<stem>.txt`` (a split
+    without ``labelTxt``, like ``test``, gives empty targets).
+
+    Args:
+        split_dir: e.g. ``data/dota_split/train``.
+        classes: class list (default DOTA v1.0); unknown names in the files raise :class:`DataError`.
+        degenerate: ``'keep'``, ``'skip'`` or ``'error'`` (always reported).
+        **kwargs: :class:`OBBImageDataset` arguments (``img_size``, ``point_mode``, ...).
+    """
+
+    def __init__(self, split_dir: str | Path, classes: Sequence[str] = DOTA_V1_0_CLASSES, degenerate: str = "skip",
+                 **kwargs: Any) -> None:
+        split_dir = Path(split_dir)
+        labels = split_dir / "labelTxt"
+        items = _pair_folder(split_dir / "images", labels if labels.is_dir() else None, "split_dir")
+        super().__init__(items, lambda p: read_dota_txt(p, classes, degenerate=degenerate, warn=False), classes,
+                         **kwargs)
+
+
+class PointFileReader:
+    """``reader(image_path) -> read_point_txt(<folder>/<image stem>.txt, classes, image size)`` (picklable, so
+    it works in spawned DataLoader workers)."""
+
+    def __init__(self, folder: str | Path, classes: Sequence[str]) -> None:
+        self.folder, self.classes = Path(folder), tuple(classes)
+
+    def __call__(self, img_path: Path) -> dict[str, Any]:
+        p = self.folder / f"{img_path.stem}.txt"
+        if not p.exists():
+            raise DatasetNotFoundError(f"data.init_args.point_dir: no point file {p} for image {img_path}")
+        return read_point_txt(p, self.classes, _image_size(img_path))
+
+
 # ============================================================================ datamodules
 class _FolderOBB(BaseDataModule):
     """Shared machinery of the real-data datamodules (splits, resizing, flips/rotations, point labels)."""
@@ -520,14 +600,7 @@ class _FolderOBB(BaseDataModule):
         folder = self.point_folder(split)
         if not folder.is_dir():
             raise DatasetNotFoundError(f"data.init_args.point_dir: {folder} does not exist")
-
-        def read(img_path: Path) -> dict[str, Any]:
-            p = folder / f"{img_path.stem}.txt"
-            if not p.exists():
-                raise DatasetNotFoundError(f"data.init_args.point_dir: no point file {p} for image {img_path}")
-            return read_point_txt(p, self.classes, _image_size(img_path))
-
-        return read
+        return PointFileReader(folder, self.classes)
 
     def make_dataset(self, split: str) -> OBBImageDataset:
         return OBBImageDataset(self.split_items(split), self.reader, self.classes, self.img_size,

@@ -65,14 +65,20 @@ class PointCloudDataModule(BaseDataModule):
         up_axis: the dataset's vertical axis (``z`` rotations turn about it).
         scale_range: uniform random scale of training clouds (isotropic, so it commutes with rotations).
         jitter: standard deviation of Gaussian noise added to training points (clipped at 5 σ).
+        test_rotation: when set (``none``, ``z`` or ``so3``), overrides the task's evaluation rotation; it is a
+            data setting so that a trained checkpoint can be evaluated under another protocol
+            (``test --ckpt_path ... --data.test_rotation so3``).
         **kwargs: :class:`~visionkit.datamodules.base.BaseDataModule` arguments.
     """
 
     up_axis: str = "z"
 
     def __init__(self, up_axis: str = "z", scale_range: tuple[float, float] = (0.8, 1.25), jitter: float = 0.01,
-                 **kwargs: Any) -> None:
+                 test_rotation: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if test_rotation not in (None, "none", "z", "so3"):
+            raise ValueError(f"data.init_args.test_rotation: expected none, z or so3, got {test_rotation!r}")
+        self.test_rotation = test_rotation
         if up_axis not in ("x", "y", "z"):
             raise ValueError(f"data.init_args.up_axis: expected x, y or z, got {up_axis!r}")
         self.up_axis = up_axis

@@ -211,7 +211,8 @@ class SyntheticPrimitives(PointCloudDataModule):
         spec = dict(task=self.task, classes=self.classes, n=self.counts[split], points=self.num_points, seed=seed,
                     aspect=list(self.aspect), version=1)
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-        path = Path(self.cache_dir).expanduser() / f"primitives_{self.task}_{split}_{key}.npz" if self.cache_dir else None
+        name = f"primitives_{self.task}_{split}_{key}.npz"
+        path = Path(self.cache_dir).expanduser() / name if self.cache_dir else None
         if path is not None and path.is_file():
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}

@@ -7,6 +7,7 @@ task saves the frozen judge to ``save_path`` at the end of fitting, and generati
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,7 @@ def load_judge(path: str | Path, key: str = "model.init_args.judge_path") -> Jud
         blob = torch.load(p, map_location="cpu", weights_only=True)
         judge = JudgeClassifier(**blob["config"])
         judge.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, OSError, EOFError) as err:
+    except (KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{p}: not a judge file ({err})") from err
     judge.eval()
     for q in judge.parameters():

@@ -85,7 +85,7 @@ class VectorQuantizer(nn.Module):
         if self.training:
             self._restart_dead(flat.detach(), codes)
         shape = zf.shape
-        return q.view(shape).movedim(-1, 1), codes.view(shape[:-1]), loss
+        return q.view(shape).movedim(-1, 1).contiguous(), codes.view(shape[:-1]), loss
 
     @torch.no_grad()
     def _restart_dead(self, flat: Tensor, codes: Tensor) -> None:
@@ -100,7 +100,7 @@ class VectorQuantizer(nn.Module):
 
     def lookup(self, codes: Tensor) -> Tensor:
         """``(B, *S)`` long -> ``(B, d, *S)`` normalised code vectors."""
-        return F.normalize(self.codebook, dim=-1)[codes].movedim(-1, 1)
+        return F.normalize(self.codebook, dim=-1)[codes].movedim(-1, 1).contiguous()
 
 
 class _ResBlock(nn.Module):
@@ -144,9 +144,10 @@ class VQVAE(nn.Module):
         self.decoder = nn.Sequential(*dec)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Returns the reconstruction ``(B, C, H, W)``, codes ``(B, h, w)`` and the VQ loss."""
+        """Returns the reconstruction ``(B, C, H, W)`` (unbounded, trained with MSE to the [0, 1] image; a
+        sigmoid would saturate on black backgrounds), codes ``(B, h, w)`` and the VQ loss."""
         q, codes, vq_loss = self.quantizer(self.encoder(images * 2 - 1))
-        return torch.sigmoid(self.decoder(q)), codes, vq_loss
+        return self.decoder(q), codes, vq_loss
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
@@ -156,4 +157,4 @@ class VQVAE(nn.Module):
     @torch.no_grad()
     def decode(self, tokens: Tensor) -> Tensor:
         """``(B, h, w)`` long codes -> ``(B, C, h f, w f)`` images in [0, 1]."""
-        return torch.sigmoid(self.decoder(self.quantizer.lookup(tokens)))
+        return self.decoder(self.quantizer.lookup(tokens)).clamp(0, 1)

@@ -3,7 +3,8 @@
 An initial estimate per hand comes from the coarsest backbone map (per-hand spatial attention + linear).
 Each refinement iteration then
 
-1. samples joint-wise features with ``grid_sample`` at the current 2D joints (weak perspective per hand),
+1. samples joint-wise features with ``grid_sample`` at the current 2D joints (weak perspective per hand; a
+   small grid of map cells around each joint),
 2. mixes them within each hand by a graph convolution over the 21-joint tree (learnable adjacency),
 3. mixes all 42 joints of both hands with a transformer layer,
 4. projects the joint features back to 2D without mixing them: every bone (2 hands x 20 bones) splats its
@@ -104,16 +105,18 @@ def bone_splat(uv: Tensor, feat: Tensor, height: int, width: int, radius: float)
 class RefineBlock(nn.Module):
     """One decoupled refinement iteration (see the module docstring)."""
 
-    def __init__(self, dim: int, heads: int, bone_channels: int, splat_radius: float, hidden: int) -> None:
+    def __init__(self, dim: int, heads: int, bone_channels: int, splat_radius: float, hidden: int,
+                 patch: int = 3) -> None:
         super().__init__()
-        self.splat_radius = splat_radius
+        self.splat_radius, self.patch = splat_radius, patch
+        self.sample_proj = nn.Linear(patch * patch * dim, dim)
         self.geom = nn.Linear(5, dim)
         self.joint_embed = nn.Parameter(torch.randn(42, dim) * 0.02)
         self.gcn = GraphConv(dim)
         self.transformer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
                                                       norm_first=True)
         self.bone_feat = nn.Linear(dim, bone_channels)
-        self.fuse = nn.Sequential(nn.Conv2d(dim + 40 * bone_channels, dim, 3, padding=1), nn.GroupNorm(8, dim),
+        self.fuse = nn.Sequential(nn.Conv2d(dim + 40 * bone_channels, dim, 1), nn.GroupNorm(8, dim),
                                   nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1))
         self.head = _mlp(21 * 2 * dim + NUM_PARAMS, hidden, NUM_PARAMS)
         self.offset_head = _mlp(2 * dim + 3, hidden // 2, 3)
@@ -136,7 +139,14 @@ class RefineBlock(nn.Module):
         """
         B, D, h, w = fmap.shape
         params, offset, rel, uv = params.detach(), offset.detach(), rel.detach(), uv.detach()
-        sampled = F.grid_sample(fmap, uv[:, :, None], align_corners=False).squeeze(-1).transpose(1, 2)  # (B,42,D)
+        # joint-wise features: a patch x patch grid of samples one map cell apart around each projected joint,
+        # so the tokens see where the image evidence lies relative to the current estimate
+        r = torch.arange(self.patch, device=uv.device, dtype=uv.dtype) - (self.patch - 1) / 2
+        cell = uv.new_tensor([2.0 / w, 2.0 / h])
+        offs = torch.stack(torch.meshgrid(r, r, indexing="xy"), -1).reshape(-1, 2) * cell  # (P, 2)
+        grid = uv[:, :, None] + offs  # (B, 42, P, 2)
+        sampled = F.grid_sample(fmap, grid, align_corners=False)  # (B, D, 42, P)
+        sampled = self.sample_proj(sampled.permute(0, 2, 3, 1).reshape(B, 42, -1))
         x = sampled + self.geom(torch.cat([rel / 100, uv], -1)) + self.joint_embed
         x = self.gcn(x.reshape(B, 2, 21, D)).reshape(B, 42, D)  # intra-hand
         x = self.transformer(x)  # inter-hand
@@ -169,18 +179,21 @@ class DIRNet(nn.Module):
         bone_channels: channels per bone in the 2D projection.
         splat_radius: bone reach in map pixels.
         hidden: width of the regression MLPs.
+        patch: joint features are sampled on a ``patch x patch`` grid of map cells around each joint.
     """
 
     def __init__(self, hand_layers: Sequence[nn.Module], backbone: str = "simple_cnn",
                  backbone_kwargs: dict[str, Any] | None = None, dim: int = 64, num_iterations: int = 2,
                  refine_strides: Sequence[int] = (16, 8), heads: int = 4, bone_channels: int = 4,
-                 splat_radius: float = 1.5, hidden: int = 256) -> None:
+                 splat_radius: float = 1.5, hidden: int = 256, patch: int = 3) -> None:
         super().__init__()
         self.hand_layers = nn.ModuleList(hand_layers)
         self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
         strides = list(self.backbone.strides)
         self.refine_strides = [refine_strides[min(i, len(refine_strides) - 1)] for i in range(num_iterations)]
-        self.levels = sorted({32, *self.refine_strides}, reverse=True)  # coarse to fine
+        finest = min(self.refine_strides, default=32)
+        self.levels = sorted({32, *self.refine_strides, *[s for s in strides if finest <= s <= 32]},
+                             reverse=True)  # coarse to fine
         missing = [s for s in self.levels if s not in strides]
         if missing:
             raise ValueError(f"model.init_args.backbone: {backbone!r} gives strides {strides}, "
@@ -196,7 +209,7 @@ class DIRNet(nn.Module):
         nn.init.zeros_(self.init_offset[-1].weight)
         with torch.no_grad():
             self.init_offset[-1].bias.copy_(torch.tensor([-1.0, 0.0, 0.0]))  # left hand ~100 mm to the left
-        self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden)
+        self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden, patch)
                                     for _ in range(num_iterations))
 
     def pyramid(self, image: Tensor) -> dict[int, Tensor]:

@@ -42,10 +42,13 @@ class HandReconstructionTask(BaseTask):
         mano_dir: folder holding ``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl`` (``hand_model="mano"``).
         fix_left_shapedirs: apply the left-model ``shapedirs[:, 0, :] *= -1`` fix.
         backbone, backbone_kwargs, dim, num_iterations, refine_strides, heads, bone_channels, splat_radius,
-            hidden: see :class:`~visionkit.tasks.hands.dir.DIRNet`.
+            hidden, patch: see :class:`~visionkit.tasks.hands.dir.DIRNet`.
         w_joints3d, w_joints2d, w_vertices, w_bones, w_offset: loss weights (Huber losses on root-relative
             joints in cm, 2D joints in units of 4 px, root-relative vertices in cm, bone lengths in cm and the
             right-to-left root offset in cm), summed over all estimates.
+        init_weights: checkpoint whose model weights initialise this task (a second training stage).
+        freeze_initial: train only the refinement iterations: the backbone, pyramid and initial-estimate heads
+            are frozen (and kept in eval mode).
         **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
     """
 
@@ -66,11 +69,14 @@ class HandReconstructionTask(BaseTask):
         bone_channels: int = 4,
         splat_radius: float = 1.5,
         hidden: int = 256,
+        patch: int = 3,
         w_joints3d: float = 1.0,
         w_joints2d: float = 1.0,
         w_vertices: float = 1.0,
         w_bones: float = 1.0,
         w_offset: float = 0.5,
+        init_weights: str | None = None,
+        freeze_initial: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,7 +94,36 @@ class HandReconstructionTask(BaseTask):
             raise ValueError(f"model.init_args.hand_model: expected 'procedural' or 'mano', got {hp.hand_model!r}")
         self.model = DIRNet(layers, backbone=hp.backbone, backbone_kwargs=hp.backbone_kwargs, dim=hp.dim,
                             num_iterations=hp.num_iterations, refine_strides=hp.refine_strides, heads=hp.heads,
-                            bone_channels=hp.bone_channels, splat_radius=hp.splat_radius, hidden=hp.hidden)
+                            bone_channels=hp.bone_channels, splat_radius=hp.splat_radius, hidden=hp.hidden,
+                            patch=hp.patch)
+        if hp.init_weights:
+            state = torch.load(hp.init_weights, map_location="cpu", weights_only=False)
+            state = state.get("state_dict", state)
+            missing, unexpected = self.load_state_dict(state, strict=False)
+            if [k for k in missing if k.startswith("model.")] or unexpected:
+                raise ValueError(f"model.init_args.init_weights: {hp.init_weights} does not match this model "
+                                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        if hp.freeze_initial:
+            for m in self.frozen_modules():
+                m.requires_grad_(False)
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Modules that ``freeze_initial`` keeps fixed: backbone, pyramid, attention and initial heads."""
+        if not self.hparams.freeze_initial:
+            return []
+        m = self.model
+        return [m.backbone, m.lateral, m.smooth, m.attention, m.init_head, m.init_offset]
+
+    def train(self, mode: bool = True) -> HandReconstructionTask:
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()  # frozen BatchNorm statistics
+        return self
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # the trainer may restore sub-module modes after validation: keep the frozen part in eval mode
+        for m in self.frozen_modules():
+            m.eval()
 
     def make_metrics(self) -> MetricCollection:
         n = self.hparams.num_iterations + 1

@@ -77,7 +77,7 @@ def _mix(weight: Tensor, x: Tensor) -> Tensor:
 class EqMotionLayer(nn.Module):
     """One equivariant feature-learning layer (gate, aggregation, velocity term, non-linearity, h update)."""
 
-    def __init__(self, channels: int, hidden: int, n_categories: int, eps: float) -> None:
+    def __init__(self, channels: int, hidden: int, n_categories: int, eps: float, update_h: bool = True) -> None:
         super().__init__()
         C, H, K = channels, hidden, n_categories
         self.K, self.H, self.eps = K, H, eps
@@ -87,7 +87,8 @@ class EqMotionLayer(nn.Module):
         self.w_vel = nn.Parameter(torch.randn(C, C) / math.sqrt(C))
         self.w_q = nn.Parameter(torch.randn(C, C) / math.sqrt(C))
         self.w_k = nn.Parameter(torch.randn(C, C) / math.sqrt(C))
-        self.node = mlp([2 * H, H, H])
+        # the last layer's invariant update would not reach the output (unused parameters break DDP)
+        self.node = mlp([2 * H, H, H]) if update_h else None
 
     def forward(self, G: Tensor, h: Tensor, vel: Tensor, cat: Tensor, m: Tensor, pair: Tensor,
                 n_nb: Tensor) -> tuple[Tensor, Tensor]:
@@ -112,8 +113,9 @@ class EqMotionLayer(nn.Module):
         q = torch.where(qk >= 0, q, q - qk / ((k * k).sum(-1, keepdim=True) + self.eps) * k)
         G = (G + q) * m[..., None, None]
         # invariant update
-        agg = (msg * pair[..., None]).sum(2) / n_nb
-        h = (h + self.node(torch.cat([h, agg], -1))) * m[..., None]
+        if self.node is not None:
+            agg = (msg * pair[..., None]).sum(2) / n_nb
+            h = (h + self.node(torch.cat([h, agg], -1))) * m[..., None]
         return G, h
 
 
@@ -132,17 +134,20 @@ class EqMotion(nn.Module):
         n_modes: output modes (``> 1``: best-of-K multi-modal head).
         dct: encode the past and decode the future in the orthonormal DCT basis along time.
         eps: smoothing of norms and projections (does not affect equivariance).
+        input_scale: data units per model unit; positions are divided by it on input and predictions multiplied
+            by it (e.g. 1000 for millimetres, so the network sees metres). Keeps the features O(1).
     """
 
     def __init__(self, past_len: int = 20, future_len: int = 20, dim: int = 3, channels: int = 64, hidden: int = 64,
                  n_layers: int = 4, n_categories: int = 2, tau: float = 1.0, n_modes: int = 1, dct: bool = False,
-                 eps: float = 1e-8) -> None:
+                 eps: float = 1e-8, input_scale: float = 1.0) -> None:
         super().__init__()
         if past_len < 2:
             raise ValueError(f"past_len must be >= 2 (velocities by finite difference), got {past_len}")
         Tp, Tf, C, H, K = past_len, future_len, channels, hidden, n_categories
         self.past_len, self.future_len, self.dim = Tp, Tf, dim
         self.n_modes, self.tau, self.eps, self.dct, self.H = n_modes, tau, eps, dct, H
+        self.input_scale = float(input_scale)
         # invariant input: speeds (T_p), cosines of turning angles (T_p - 1), distances to the centre (T_p)
         self.embed = mlp([3 * Tp - 1, H, H])
         self.w_x = nn.Parameter(torch.randn(C, Tp) / math.sqrt(Tp))
@@ -150,7 +155,7 @@ class EqMotion(nn.Module):
         self.edge = PairMLP(H, C, [H, H], last_act=True)
         self.node = mlp([2 * H, H, H])
         self.category = PairMLP(H, H, [H, K])
-        self.layers = nn.ModuleList(EqMotionLayer(C, H, K, eps) for _ in range(n_layers))
+        self.layers = nn.ModuleList(EqMotionLayer(C, H, K, eps, update_h=i < n_layers - 1) for i in range(n_layers))
         self.w_out = nn.Parameter(torch.randn(n_modes * Tf, C) / math.sqrt(C))
         if dct:
             self.register_buffer("dct_past", dct_matrix(Tp), persistent=False)
@@ -174,7 +179,8 @@ class EqMotion(nn.Module):
             mask = torch.ones(B, A, dtype=torch.bool, device=past.device)
         mb = mask.bool()
         m = mb.to(past.dtype)
-        X = torch.where(mb[..., None, None], past, torch.zeros((), dtype=past.dtype, device=past.device))
+        X = torch.where(mb[..., None, None], past / self.input_scale,
+                        torch.zeros((), dtype=past.dtype, device=past.device))
         n = m.sum(1).clamp_min(1)  # (B,)
         x_bar = X.sum((1, 2), keepdim=True) / (n * Tp)[:, None, None, None]  # (B, 1, 1, D)
         Xc = (X - x_bar) * m[..., None, None]
@@ -204,7 +210,7 @@ class EqMotion(nn.Module):
         out = _mix(self.w_out, G).view(B, A, self.n_modes, self.future_len, D)
         if self.dct:
             out = _mix(self.dct_future.T, out)
-        out = (out + x_bar[:, :, None]) * m[..., None, None, None]
+        out = (out + x_bar[:, :, None]) * (m[..., None, None, None] * self.input_scale)
         modes = out.permute(0, 2, 1, 3, 4)  # (B, K, A, T_f, D)
         result = {"future": modes[:, 0]}
         if self.n_modes > 1:

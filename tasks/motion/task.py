@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from visionkit.metrics.motion import ADE, FDE, MinADE, MinFDE, MPJPEHorizons
+from visionkit.metrics.motion import ADE, FDE, MSE, MinADE, MinFDE, MPJPEHorizons
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.motion.baselines import ConstantVelocity
 from visionkit.tasks.motion.eqmotion import EqMotion
@@ -34,7 +35,9 @@ class MotionPredictionTask(BaseTask):
     """Predict ``future (B, A, T_f, D)`` from ``past (B, A, T_p, D)`` and the agent ``mask (B, A)``.
 
     Loss: ADE (mean L2 over frames and present agents); with ``n_modes > 1`` the best-of-K (minADE) loss, which
-    trains the mode closest to the truth. Metrics: ADE, FDE, and with several modes minADE/minFDE@K; with
+    trains the mode closest to the truth. Callbacks may add training-loss terms to ``loss_terms`` (logged under
+    their names). The loss dict holds ``ade`` (the data term, minADE with several modes) and the total ``loss``.
+    Metrics: ADE, FDE, MSE (per coordinate), with several modes also minADE/minFDE@K, with
     ``mpjpe_horizons_ms`` also MPJPE at those horizons (joints as agents, ``fps`` frames per second).
 
     Args:
@@ -49,6 +52,7 @@ class MotionPredictionTask(BaseTask):
         tau: edge-category softmax temperature.
         n_modes: predicted modes (best-of-K).
         dct: DCT along time at input and output.
+        input_scale: data units per model unit (1000 for millimetre data).
         mpjpe_horizons_ms: horizons of the MPJPE metric in ms (None: no MPJPE).
         fps: frame rate for the MPJPE horizons.
         **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
@@ -59,11 +63,13 @@ class MotionPredictionTask(BaseTask):
 
     def __init__(self, model: str = "eqmotion", past_len: int = 20, future_len: int = 20, dim: int = 3,
                  channels: int = 64, hidden: int = 64, n_layers: int = 4, n_categories: int = 2, tau: float = 1.0,
-                 n_modes: int = 1, dct: bool = False, mpjpe_horizons_ms: list[int] | None = None, fps: float = 25.0,
-                 **kwargs: Any) -> None:
+                 n_modes: int = 1, dct: bool = False, input_scale: float = 1.0,
+                 mpjpe_horizons_ms: list[int] | None = None, fps: float = 25.0, **kwargs: Any) -> None:
         if model not in MODELS:
             raise ValueError(f"model.init_args.model: expected one of {MODELS}, got {model!r}")
         super().__init__(**kwargs)
+        #: extra training-loss terms ``name -> fn(task, batch) -> scalar`` (e.g. the equivariance regulariser)
+        self.loss_terms: dict[str, Callable[[MotionPredictionTask, dict[str, Any]], Tensor]] = {}
 
     def configure_models(self) -> None:
         hp = self.hparams
@@ -71,10 +77,10 @@ class MotionPredictionTask(BaseTask):
             self.model: nn.Module = ConstantVelocity(hp.future_len)
         else:
             self.model = EqMotion(hp.past_len, hp.future_len, hp.dim, hp.channels, hp.hidden, hp.n_layers,
-                                  hp.n_categories, hp.tau, hp.n_modes, hp.dct)
+                                  hp.n_categories, hp.tau, hp.n_modes, hp.dct, input_scale=hp.input_scale)
 
     def make_metrics(self) -> MetricCollection:
-        metrics: dict[str, Any] = {"ADE": ADE(), "FDE": FDE()}
+        metrics: dict[str, Any] = {"ADE": ADE(), "FDE": FDE(), "MSE": MSE()}
         k = self.hparams.n_modes
         if k > 1:
             metrics[f"minADE{k}"] = MinADE(k)
@@ -95,7 +101,12 @@ class MotionPredictionTask(BaseTask):
             loss = min_of_k_ade(out["modes"], batch["future"], mask)
         else:
             loss = masked_ade(out["future"], batch["future"], mask)
-        return {"loss": loss}
+        losses = {"ade": loss}
+        if self.training:
+            for name, term in self.loss_terms.items():
+                losses[name] = term(self, batch)
+        losses["loss"] = sum(losses.values())
+        return losses
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         was_training = self.training
@@ -107,6 +118,6 @@ class MotionPredictionTask(BaseTask):
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         mask = batch.get("mask")
-        for name, metric in metrics.items():
+        for metric in metrics.values():
             multi = isinstance(metric, MinADE) and "modes" in preds
             metric.update(preds["modes"] if multi else preds["future"], batch["future"], mask)

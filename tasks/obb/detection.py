@@ -159,7 +159,7 @@ class RotatedDetectionTask(BaseTask):
         hp = self.hparams
         return MetricCollection({
             "map": DOTAMeanAP(iou_thresholds=(0.5,), ap_mode=hp.map_ap_mode, match=hp.map_match,
-                              class_names=self.class_names),
+                              num_classes=hp.num_classes, class_names=self.class_names),
             "angle_error": MeanAngleError(iou_threshold=0.5),
         })
 

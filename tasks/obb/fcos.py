@@ -195,6 +195,9 @@ class RotatedFCOS(nn.Module):
         nms_pre: candidates kept per level (top-k).
         nms_thr: rotated IoU above which a lower-scored box of the same class is suppressed.
         max_det: detections per image.
+        multi_label: a location may give a detection for every class above ``score_thr`` (FCOS); False keeps
+            only its best class.
+        class_agnostic_nms: boxes of different classes suppress each other too.
     """
 
     def __init__(
@@ -215,6 +218,8 @@ class RotatedFCOS(nn.Module):
         nms_pre: int = 1000,
         nms_thr: float = 0.1,
         max_det: int = 100,
+        multi_label: bool = True,
+        class_agnostic_nms: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -235,6 +240,7 @@ class RotatedFCOS(nn.Module):
         self.center_sampling, self.center_radius = center_sampling, center_radius
         self.score_thr, self.nms_pre, self.nms_thr, self.max_det = score_thr, nms_pre, nms_thr, max_det
         self.normalize = normalize
+        self.multi_label, self.class_agnostic_nms = multi_label, class_agnostic_nms
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -353,11 +359,14 @@ class RotatedFCOS(nn.Module):
         """Detections per image: ``boxes (K, 5)`` le90, ``scores (K,)``, ``labels (K,)``.
 
         Score of a candidate: ``sigmoid(class) · sigmoid(centre-ness)``; candidates need a class probability above
-        ``score_thr``; the best ``nms_pre`` per level are decoded, then class-aware rotated NMS and ``max_det``.
+        ``score_thr``; the best ``nms_pre`` per level are decoded, then rotated NMS (class-aware unless
+        ``class_agnostic_nms``) and ``max_det``.
         """
         if out is None:
             out = self(images)
         cls = torch.sigmoid(out["cls"])  # (B, P, C)
+        if not self.multi_label:  # keep each location's best class only
+            cls = cls * F.one_hot(cls.argmax(-1), cls.shape[-1]).to(cls.dtype)
         ctr = torch.sigmoid(out["ctr"])  # (B, P)
         theta = self.coder.decode(out["angle"])  # (B, P)
         boxes = decode_sides(out["points"][None], out["dist"], theta)  # (B, P, 5)
@@ -380,7 +389,8 @@ class RotatedFCOS(nn.Module):
             loc, scores, labels = torch.cat(cand_idx), torch.cat(cand_scores), torch.cat(cand_labels)
             bx = regularize_obb(boxes[i, loc], "le90")
             if loc.numel():
-                keep = batched_nms_rotated(bx, scores, labels, self.nms_thr)
+                groups = torch.zeros_like(labels) if self.class_agnostic_nms else labels
+                keep = batched_nms_rotated(bx, scores, groups, self.nms_thr)
                 keep = keep[scores[keep].argsort(descending=True)][: self.max_det]
                 bx, scores, labels = bx[keep], scores[keep], labels[keep]
             results.append({"boxes": bx, "scores": scores, "labels": labels})

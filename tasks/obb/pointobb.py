@@ -162,6 +162,8 @@ class PointOBB(nn.Module):
         d2s_radius: dense-to-sparse radius in strides.
         angle_convs: conv-ReLU layers of the angle branch.
         agnostic_classes: rotation-agnostic classes (horizontal proposals, no angle loss).
+        stage0_sigmoid: stage 0 scores classes with sigmoids and also learns background from the negatives
+            (default: softmax over classes, as in the paper).
         normalize: standardise [0, 1] images with the ImageNet mean/std.
     """
 
@@ -185,6 +187,7 @@ class PointOBB(nn.Module):
         d2s_radius: float = 1.5,
         angle_convs: int = 2,
         agnostic_classes: Sequence[int] = (),
+        stage0_sigmoid: bool = False,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -197,7 +200,8 @@ class PointOBB(nn.Module):
         self.fpn = FPN(list(self.backbone.out_channels), fpn_channels)
         self.roi_size, self.topk, self.finest_scale = roi_size, topk, float(finest_scale)
         in_dim = fpn_channels * roi_size * roi_size
-        self.head0 = MILHead(in_dim, head_dim, num_classes)
+        self.stage0_sigmoid = stage0_sigmoid
+        self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
         self.head1 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0))
         layers: list[nn.Module] = []
@@ -421,7 +425,7 @@ class PointOBB(nn.Module):
         amaps = self.angle_maps(feats)
         theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx, size)
         bags0 = self.stage0_bags(pts, theta.detach() if rotate_proposals else None, lab)
-        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=False)
+        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=self.stage0_sigmoid)
         box0, bag0 = self.pseudo_boxes(bags0, cls0, ins0, lab)
         bags1 = self.stage1_bags(box0.detach())
         cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, size, sigmoid=True)
@@ -492,7 +496,8 @@ class PointOBBTask(BaseTask):
         backbone, backbone_kwargs, fpn_channels: feature extractor.
         angle_coder: ``"ucr"`` (default), ``"psc"`` or ``"plain"``; coder_kwargs: its arguments.
         bag_scales, bag_ratios, topk, roi_size, head_dim, finest_scale, jitter_scales, jitter_offsets,
-        num_negatives, neg_iou_thr, d2s_radius, angle_convs, agnostic_classes: see :class:`PointOBB`.
+        num_negatives, neg_iou_thr, d2s_radius, angle_convs, agnostic_classes, stage0_sigmoid: see
+            :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
         constraint_loss_weight: weight of the coder's constraint loss (UCR's unit circle).
@@ -501,6 +506,7 @@ class PointOBBTask(BaseTask):
         rotate_prob: probability of the rotated view (else flipped).
         angle_loss_start, angle_proposal_start: fractions of the training steps at which the symmetry loss is
             switched on and the predicted angles are written into the proposals.
+        pretrained: load pretrained backbone weights (timm; needs the weights available locally).
         map_ap_mode, map_match: DOTA mAP options.
         **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
     """
@@ -530,6 +536,7 @@ class PointOBBTask(BaseTask):
         d2s_radius: float = 1.5,
         angle_convs: int = 2,
         agnostic_classes: list[int] = (),
+        stage0_sigmoid: bool = False,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
@@ -541,6 +548,7 @@ class PointOBBTask(BaseTask):
         rotate_prob: float = 0.95,
         angle_loss_start: float = 0.25,
         angle_proposal_start: float = 0.6,
+        pretrained: bool = False,
         map_ap_mode: str = "voc07",
         map_match: str = "gt",
         **kwargs: Any,
@@ -559,13 +567,16 @@ class PointOBBTask(BaseTask):
     def configure_models(self) -> None:
         hp = self.hparams
         self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
+        bkw = dict(hp.backbone_kwargs or {})
+        if hp.pretrained:
+            bkw["pretrained"] = True
         self.model = PointOBB(
-            num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=hp.backbone_kwargs,
+            num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=bkw,
             fpn_channels=hp.fpn_channels, bag_scales=hp.bag_scales, bag_ratios=hp.bag_ratios, topk=hp.topk,
             roi_size=hp.roi_size, head_dim=hp.head_dim, finest_scale=hp.finest_scale,
             jitter_scales=hp.jitter_scales, jitter_offsets=hp.jitter_offsets, num_negatives=hp.num_negatives,
             neg_iou_thr=hp.neg_iou_thr, d2s_radius=hp.d2s_radius, angle_convs=hp.angle_convs,
-            agnostic_classes=hp.agnostic_classes)
+            agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
@@ -619,8 +630,8 @@ class PointOBBTask(BaseTask):
         neg_boxes, neg_b = m.negatives(out["box0"].detach(), bidx, images.shape[0], size)
         if neg_boxes.shape[0]:
             x = m.roi_features(out["feats"], neg_boxes, neg_b, size)
-            p = torch.sigmoid(m.head1(x)[0])
-            neg = -(p.pow(2) * torch.log((1 - p).clamp_min(1e-6))).sum(1).mean() * hp.neg_loss_weight
+            heads = (m.head0, m.head1) if m.stage0_sigmoid else (m.head1,)
+            neg = sum(_focal_negative(torch.sigmoid(h(x)[0])) for h in heads) * hp.neg_loss_weight
         else:
             neg = zero
         # scale-sensitive consistency with the resized view
@@ -632,7 +643,7 @@ class PointOBBTask(BaseTask):
         feats_s = m.features(img_s)
         bags_s = out["bags0"].clone()
         bags_s[..., :4] = bags_s[..., :4] * s
-        cls_s, ins_s, _ = m.mil_scores(m.head0, feats_s, bags_s, bidx, size_s, sigmoid=False)
+        cls_s, ins_s, _ = m.mil_scores(m.head0, feats_s, bags_s, bidx, size_s, sigmoid=m.stage0_sigmoid)
         ssc = hp.ssc_cls_weight * _ssc(out["cls0"], cls_s, lab, m.num_scales, m.num_ratios) + \
             hp.ssc_ins_weight * _ssc(out["ins0"], ins_s, lab, m.num_scales, m.num_ratios)
         # symmetry-based angle learning with the rotated / flipped view
@@ -702,6 +713,11 @@ class PointOBBTask(BaseTask):
               "labels": preds["labels"][i].detach()} for i in range(n)]
         t = [{"boxes": gts[i], "labels": gt_labels[i], "difficult": difficult[i]} for i in range(n)]
         metrics["map"].update(p, t)
+
+
+def _focal_negative(p: Tensor) -> Tensor:
+    """Focal loss (gamma 2) of sigmoid scores ``(M, C)`` towards background, summed over classes, averaged."""
+    return -(p.pow(2) * torch.log((1 - p).clamp_min(1e-6))).sum(1).mean()
 
 
 def _bag(cls: Tensor, ins: Tensor) -> Tensor:

@@ -5,5 +5,6 @@ from visionkit.tasks.pointcloud.dgcnn import DGCNN
 from visionkit.tasks.pointcloud.frame_averaging import FrameAveraged
 from visionkit.tasks.pointcloud.parot import PaRot
 from visionkit.tasks.pointcloud.pointnet import PointNet
+from visionkit.tasks.pointcloud.segmentation import PartSegmentationTask
 
-__all__ = ["DGCNN", "FrameAveraged", "PaRot", "PointCloudClassificationTask", "PointNet"]
+__all__ = ["DGCNN", "FrameAveraged", "PaRot", "PartSegmentationTask", "PointCloudClassificationTask", "PointNet"]

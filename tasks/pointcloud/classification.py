@@ -25,7 +25,8 @@ class PointCloudClassificationTask(BaseTask):
 
     Rotation protocol: training clouds are rotated by ``train_rotation``; validation and test clouds by
     ``test_rotation`` (one seeded rotation per shape for validation, ``test_repeats`` for test, whose
-    accuracies are reported as ``test_RepeatedAccuracy_mean`` / ``_std`` next to the pooled metrics).
+    accuracies are reported as ``test_RepeatedAccuracy_mean`` / ``_std`` next to the pooled metrics). A
+    datamodule's ``test_rotation`` overrides the task's (evaluating a checkpoint under another protocol).
     ``task(batch)`` predicts on the clouds as given.
 
     Args:
@@ -84,6 +85,13 @@ class PointCloudClassificationTask(BaseTask):
         self.test_repeated = RepeatedAccuracy(self.hparams.test_repeats)
 
     @property
+    def test_rotation(self) -> str:
+        """The evaluation rotation: the datamodule's ``test_rotation`` when set, else the task's."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        mode = getattr(dm, "test_rotation", None)
+        return mode if mode is not None else self.hparams.test_rotation
+
+    @property
     def up_axis(self) -> str:
         if self.hparams.up_axis is not None:
             return self.hparams.up_axis
@@ -126,7 +134,7 @@ class PointCloudClassificationTask(BaseTask):
     # ---------------------------------------------------------------- protocol
     def eval_rotation(self, batch: dict[str, Any], batch_idx: int, repeat: int) -> dict[str, Any]:
         """The batch rotated by the seeded ``test_rotation`` number ``repeat`` of each shape."""
-        mode = self.hparams.test_rotation
+        mode = self.test_rotation
         if mode == "none":
             return batch
         keys = sample_keys(batch, batch_idx)

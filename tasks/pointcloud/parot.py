@@ -69,17 +69,23 @@ class DisentangleNet(nn.Module):
         h = self.encoder(patches).amax(1)  # (P, C)
         return self.inv(h), F.normalize(self.dir1(h), dim=-1, eps=1e-8), F.normalize(self.dir2(h), dim=-1, eps=1e-8)
 
-    def disentangle(self, patches: Tensor, siamese: bool, generator: torch.Generator | None = None
-                    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def disentangle(self, patches: Tensor, siamese: bool, generator: torch.Generator | None = None,
+                    per_cloud: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Invariant features ``(P, C)``, frames ``(P, 3, 3)`` restored to the patch's own pose, and the losses.
 
         Every patch is seen under a random rotation ``R`` (from ``generator`` when given) and its directions are
         restored with ``d @ R`` (the inverse of ``d @ Rᵀ``). With ``siamese`` a second rotation gives the second
         branch, whose restored directions must agree with the first; branch 1 provides features and frame.
+        With ``per_cloud`` (patches of one cloud, stored cloud by cloud) the rotations are drawn for one cloud
+        and reused for every cloud, so a cloud's result does not depend on the rest of the batch.
         """
         P = patches.shape[0]
         n = 2 if siamese else 1
-        R = random_rotation(n * P, generator=generator, dtype=patches.dtype).to(patches.device).reshape(n, P, 3, 3)
+        if per_cloud:
+            R = random_rotation(n * per_cloud, generator=generator, dtype=patches.dtype).reshape(n, 1, per_cloud, 3, 3)
+            R = R.expand(n, P // per_cloud, per_cloud, 3, 3).reshape(n, P, 3, 3).to(patches.device)
+        else:
+            R = random_rotation(n * P, generator=generator, dtype=patches.dtype).to(patches.device).reshape(n, P, 3, 3)
         f, d1, d2 = self((patches[None] @ R.transpose(-1, -2)).reshape(n * P, -1, 3))
         d1 = (d1.reshape(n, P, 1, 3) @ R).squeeze(2)  # restored to the patch's own pose
         d2 = (d2.reshape(n, P, 1, 3) @ R).squeeze(2)
@@ -178,8 +184,9 @@ class PaRot(nn.Module):
         # inference sees the patches under seeded random rotations, exactly as training does: with Haar
         # rotations restored afterwards the distribution of every code is the same for any pose of the cloud
         g = None if siamese else torch.Generator().manual_seed(self.inference_seed)
-        f_l, O_l, loss_l = self.local_net.disentangle(local.reshape(B * M, k, 3), siamese, g)
-        f_g, O_g, loss_g = self.global_net.disentangle(glob.reshape(B * M, G, 3), siamese, g)
+        per = None if siamese else M
+        f_l, O_l, loss_l = self.local_net.disentangle(local.reshape(B * M, k, 3), siamese, g, per)
+        f_g, O_g, loss_g = self.global_net.disentangle(glob.reshape(B * M, G, 3), siamese, g, per)
         f_l, f_g = f_l.reshape(B, M, -1), f_g.reshape(B, M, -1)
         O_l, O_g = O_l.reshape(B, M, 3, 3), O_g.reshape(B, M, 3, 3)
         _, nidx = knn(centres, centres, min(self.kr, M))

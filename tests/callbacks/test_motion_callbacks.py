@@ -1,9 +1,9 @@
 """Motion callbacks: trajectory pictures, NPZ writer, equivariance regulariser."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from visionkit.callbacks.motion import EquivarianceRegulariser, NPZWriter, plot_trajectories
@@ -35,12 +35,11 @@ def test_npz_writer(tmp_path):
     assert not list((tmp_path / "pred").glob("*.tmp"))
 
 
-class _MLPTask(torch.nn.Module):
-    """A deliberately non-equivariant predictor (an MLP on raw coordinates)."""
+class _MLP(torch.nn.Module):
+    """A deliberately non-equivariant predictor (a linear map of raw coordinates)."""
 
     def __init__(self):
         super().__init__()
-        self.model = self
         self.net = torch.nn.Linear(15, 12)
 
     def forward(self, past, mask=None):
@@ -49,20 +48,27 @@ class _MLPTask(torch.nn.Module):
 
 
 def test_regulariser_zero_for_eqmotion_positive_otherwise_and_trains():
-    batch = {"past": torch.randn(4, 3, 5, 3).cumsum(2), "mask": torch.ones(4, 3, dtype=torch.bool)}
-    reg = EquivarianceRegulariser(weight=1.0)
+    batch = {"past": torch.randn(4, 3, 5, 3).cumsum(2), "future": torch.randn(4, 3, 4, 3),
+             "mask": torch.ones(4, 3, dtype=torch.bool)}
+    reg = EquivarianceRegulariser(weight=2.0)
     eq = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, n_layers=1)
     assert reg.penalty(eq, batch).item() < 1e-8
-    mlp = _MLPTask()
-    before = reg.penalty(mlp, batch).item()
+    task = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, n_layers=1)
+    task.model = _MLP()
+    reg.setup(None, task, "fit")
+    losses = task.compute_losses(batch)
+    assert set(losses) == {"ade", "equivariance", "loss"}
+    torch.testing.assert_close(losses["loss"], losses["ade"] + losses["equivariance"])
+    before = losses["equivariance"].item()
     assert before > 1e-2
-    opt = torch.optim.SGD(mlp.parameters(), lr=0.02)
-    logged = []
-    mlp.log = lambda name, value, **kw: logged.append(value)
-    for _ in range(100):  # the callback's gradient alone makes the MLP more equivariant
+    opt = torch.optim.SGD(task.parameters(), lr=0.01)
+    for _ in range(100):  # the regulariser's gradient alone makes the model more equivariant
         opt.zero_grad()
-        reg.on_train_batch_start(None, mlp, batch, 0)
-        reg.on_before_optimizer_step(SimpleNamespace(), mlp, opt)
+        task.compute_losses(batch)["equivariance"].backward()
         opt.step()
     torch.manual_seed(0)
-    assert reg.penalty(mlp, batch).item() < 0.5 * before and len(logged) == 100
+    assert 2.0 * reg.penalty(task, batch).item() < 0.5 * before
+    task.eval()
+    assert "equivariance" not in task.compute_losses(batch)  # training-only term
+    with pytest.raises(TypeError, match="loss_terms"):
+        reg.setup(None, torch.nn.Module(), "fit")

@@ -15,6 +15,8 @@ from shapely.geometry import Polygon
 
 from visionkit.metrics.dota_map import DOTAMeanAP
 
+torch.set_num_threads(1)  # the machine is shared: no thread oversubscription
+
 
 # ----------------------------------------------------------------------------- reference (devkit, literal)
 def _poly(b) -> Polygon:
@@ -224,8 +226,13 @@ def test_bad_input_names_the_key():
                  [{"boxes": torch.zeros(0, 5), "labels": torch.zeros(0)}])
     with pytest.raises(ValueError, match="ap_mode"):
         DOTAMeanAP(ap_mode="coco")
+    with pytest.raises(ValueError, match=r"targets\[0\]\['labels'\]: class indices must lie in \[0, 2\)"):
+        DOTAMeanAP(num_classes=2).update([{"boxes": torch.zeros(0, 5), "scores": torch.zeros(0),
+                                           "labels": torch.zeros(0)}],
+                                         [{"boxes": torch.ones(1, 5), "labels": torch.tensor([2])}])
 
 
+@pytest.mark.filterwarnings("ignore:The ..compute.. method")
 def test_merged_states_equal_single_pass():
     """Two metric objects fed disjoint halves, states concatenated as a DDP gather does."""
     preds, targets = random_case(8, n_img=10)

@@ -1,9 +1,10 @@
 """Trajectory metrics against numpy references, and exact merging of states (as DDP does)."""
 
 import numpy as np
+import pytest
 import torch
 
-from visionkit.metrics.motion import ADE, FDE, MinADE, MinFDE, MPJPEHorizons
+from visionkit.metrics.motion import ADE, FDE, MSE, MinADE, MinFDE, MPJPEHorizons
 
 
 def _data(seed=0, K=4):
@@ -24,6 +25,9 @@ def test_ade_fde_against_numpy():
     fde.update(modes[:, 0], target, mask)
     np.testing.assert_allclose(ade.compute().item(), d.mean(-1)[m].mean(), rtol=1e-6)
     np.testing.assert_allclose(fde.compute().item(), d[..., -1][m].mean(), rtol=1e-6)
+    mse = MSE()
+    mse.update(modes[:, 0], target, mask)
+    np.testing.assert_allclose(mse.compute().item(), ((p - t) ** 2)[m].mean(), rtol=1e-6)
 
 
 def test_min_ade_fde_against_numpy():
@@ -50,8 +54,8 @@ def test_mpjpe_horizons():
     metric = MPJPEHorizons((80, 160, 400, 1000, 2000), fps=25)
     metric.update(pred, target)
     out = metric.compute()
-    assert out["80ms"].item() == 2.0 and out["160ms"].item() == 4.0 and out["400ms"].item() == 10.0
-    assert out["1000ms"].item() == 25.0 and torch.isnan(out["2000ms"])
+    assert out["MPJPE_80ms"].item() == 2.0 and out["MPJPE_160ms"].item() == 4.0 and out["MPJPE_400ms"].item() == 10.0
+    assert out["MPJPE_1000ms"].item() == 25.0 and torch.isnan(out["MPJPE_2000ms"])
 
 
 def test_states_merge_like_ddp():
@@ -65,3 +69,39 @@ def test_states_merge_like_ddp():
     assert abs(merged.item() - whole.compute().item()) < 1e-6
     # a naive mean of per-process means would differ
     assert abs(0.5 * (a.compute() + b.compute()).item() - whole.compute().item()) > 1e-4
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_path: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    modes, target, mask = _data(seed=5)
+    shard = slice(0, 1) if rank == 0 else slice(1, 3)  # unequal shards
+    metrics = [ADE(), MinADE(3), MPJPEHorizons((40, 200), fps=25)]
+    metrics[0].update(modes[shard, 0], target[shard], mask[shard])
+    metrics[1].update(modes[shard], target[shard], mask[shard])
+    metrics[2].update(modes[shard, 0], target[shard], mask[shard])
+    values = [metrics[0].compute(), metrics[1].compute(), *metrics[2].compute().values()]
+    if rank == 0:
+        torch.save(torch.stack(values), out_path)
+    dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_metrics_under_ddp_equal_single_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "values.pt")
+    mp.spawn(_ddp_worker, args=(2, port, out), nprocs=2, join=True)
+    modes, target, mask = _data(seed=5)
+    ade, mina, mp_ = ADE(), MinADE(3), MPJPEHorizons((40, 200), fps=25)
+    ade.update(modes[:, 0], target, mask)
+    mina.update(modes, target, mask)
+    mp_.update(modes[:, 0], target, mask)
+    single = torch.stack([ade.compute(), mina.compute(), *mp_.compute().values()])
+    torch.testing.assert_close(torch.load(out), single, rtol=1e-6, atol=1e-7)

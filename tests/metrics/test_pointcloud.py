@@ -63,18 +63,18 @@ def test_shapenetpart_miou_matches_loop_reference():
         P.append(pred), G.append(gt), C.append(cat)
     inst, cls = reference_miou(np.concatenate(P), np.concatenate(G), np.concatenate(C), category_parts)
     out = m.compute()
-    assert out["instance"].item() == pytest.approx(inst, abs=1e-6)
-    assert out["class"].item() == pytest.approx(cls, abs=1e-6)
+    assert out["instance_mIoU"].item() == pytest.approx(inst, abs=1e-6)
+    assert out["class_mIoU"].item() == pytest.approx(cls, abs=1e-6)
 
 
 def test_miou_perfect_prediction_and_absent_parts_count_one():
     m = ShapeNetPartMIoU([[0, 1], [2, 3]])
     gt = torch.tensor([[0, 0, 0, 0]])  # part 1 absent in truth and prediction -> IoU 1
     m.update(gt.clone(), gt, torch.tensor([0]))
-    assert m.compute()["instance"].item() == 1.0
+    assert m.compute()["instance_mIoU"].item() == 1.0
     m.reset()
     m.update(torch.tensor([[1, 1, 1, 1]]), gt, torch.tensor([0]))  # both parts IoU 0
-    assert m.compute()["instance"].item() == 0.0
+    assert m.compute()["instance_mIoU"].item() == 0.0
 
 
 def test_repeated_accuracy_mean_and_std():
@@ -85,3 +85,47 @@ def test_repeated_accuracy_mean_and_std():
     out = m.compute()
     assert out["mean"].item() == pytest.approx(0.75)
     assert out["std"].item() == pytest.approx(0.25)
+
+
+def _ddp_worker(rank, world, port, results):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (40,), generator=g)
+    p = torch.randint(0, 3, (40,), generator=g)
+    seg_p = torch.randint(0, 5, (6, 30), generator=g)
+    seg_t = torch.randint(0, 5, (6, 30), generator=g)
+    cat = torch.tensor([0, 1, 0, 1, 1, 0])
+    macc, miou = MeanClassAccuracy(3), ShapeNetPartMIoU([[0, 1], [2, 3, 4]])
+    macc.update(p[rank::world], y[rank::world])
+    miou.update(seg_p[rank::world], seg_t[rank::world], cat[rank::world])
+    out = (macc.compute().item(), miou.compute()["instance_mIoU"].item(), miou.compute()["class_mIoU"].item())
+    results[rank] = out
+    dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_metrics_are_exact_under_ddp():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2, join=True)
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (40,), generator=g)
+    p = torch.randint(0, 3, (40,), generator=g)
+    seg_p = torch.randint(0, 5, (6, 30), generator=g)
+    seg_t = torch.randint(0, 5, (6, 30), generator=g)
+    cat = torch.tensor([0, 1, 0, 1, 1, 0])
+    macc, miou = MeanClassAccuracy(3), ShapeNetPartMIoU([[0, 1], [2, 3, 4]])
+    macc.update(p, y)
+    miou.update(seg_p, seg_t, cat)
+    ref = (macc.compute().item(), miou.compute()["instance_mIoU"].item(), miou.compute()["class_mIoU"].item())
+    for rank in range(2):
+        assert results[rank] == pytest.approx(ref, abs=1e-6)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch import Tensor
+from torch import Tensor, nn
 
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open, atomic_write_bytes, atomic_write_text
@@ -91,7 +91,9 @@ class TrajectoryPlotter(Callback):
         import matplotlib.pyplot as plt
 
         s, self._scene = self._scene, None
-        out = Path(self.output_dir or Path(trainer.log_dir or trainer.default_root_dir) / "trajectories")
+        # not trainer.log_dir: it broadcasts, and only rank 0 gets here
+        log_dir = next((lg.log_dir for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
+        out = Path(self.output_dir or Path(log_dir or trainer.default_root_dir) / "trajectories")
         tb = next((lg for lg in trainer.loggers if type(lg).__name__ == "TensorBoardLogger"), None)
         for i in range(s["past"].shape[0]):
             fig = plot_trajectories(s["past"][i], s["future"][i], s["pred"][i],
@@ -135,11 +137,12 @@ class NPZWriter(PredictionWriter):
 
 
 class EquivarianceRegulariser(Callback):
-    """Adds ``λ · mean ‖f(g X) − g f(X)‖²`` to the training gradients, for backbones that are not equivariant.
+    """Adds ``λ · mean ‖f(g X) − g f(X)‖²`` to the training loss, for backbones that are not equivariant.
 
-    ``g`` is a random rotation (with a random reflection when ``reflections``) and translation drawn per step.
-    The penalty is back-propagated in ``on_before_optimizer_step`` (after the task's loss), so its gradient adds
-    to the task's before the optimiser step; its value is logged as ``train_equivariance``. For an exactly
+    ``g`` is a random rotation (with a random reflection when ``reflections``) and translation drawn per sample
+    and step. The callback registers the term in the task's ``loss_terms`` (see
+    :class:`~visionkit.tasks.motion.task.MotionPredictionTask`), so it is part of the loss that the task
+    computes inside its (DDP-wrapped) training step and is logged as ``train_equivariance``. For an exactly
     equivariant model (EqMotion) the penalty is zero up to rounding.
 
     Args:
@@ -150,10 +153,13 @@ class EquivarianceRegulariser(Callback):
 
     def __init__(self, weight: float = 0.1, translation_std: float = 1.0, reflections: bool = True) -> None:
         self.weight, self.translation_std, self.reflections = weight, translation_std, reflections
-        self._batch: dict[str, Any] | None = None
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self._batch = batch
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        terms = getattr(pl_module, "loss_terms", None)
+        if not isinstance(terms, dict):
+            raise TypeError(f"EquivarianceRegulariser needs a task with a loss_terms dict (MotionPredictionTask), "
+                            f"got {type(pl_module).__name__}")
+        terms["equivariance"] = lambda task, batch: self.weight * self.penalty(task, batch)
 
     @staticmethod
     def random_transform(dim: int, batch: int, dtype: torch.dtype, device: torch.device,
@@ -173,7 +179,8 @@ class EquivarianceRegulariser(Callback):
             R[:, :, 0] = R[:, :, 0] * flip[:, None]
         return R
 
-    def penalty(self, pl_module: LightningModule, batch: dict[str, Any]) -> Tensor:
+    def penalty(self, pl_module: nn.Module, batch: dict[str, Any]) -> Tensor:
+        """``mean ‖f(g X) − g f(X)‖²`` over present agents and frames for ``pl_module.model`` (unweighted)."""
         past, mask = batch["past"], batch.get("mask")
         B, D = past.shape[0], past.shape[-1]
         R = self.random_transform(D, B, past.dtype, past.device, self.reflections)[:, None]  # (B, 1, D, D)
@@ -183,13 +190,3 @@ class EquivarianceRegulariser(Callback):
         diff = fg - (f @ R.transpose(-1, -2) + t)  # (B, A, T_f, D)
         m = torch.ones(past.shape[:2], device=past.device) if mask is None else mask.to(past.dtype)
         return ((diff ** 2).sum(-1).mean(-1) * m).sum() / m.sum().clamp_min(1)
-
-    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
-        if self._batch is None or self.weight <= 0:
-            return
-        reg = self.penalty(pl_module, self._batch)
-        if reg.requires_grad:
-            (self.weight * reg).backward()
-        pl_module.log("train_equivariance", reg.detach(), on_step=True, on_epoch=True,
-                      batch_size=self._batch["past"].shape[0])
-        self._batch = None

@@ -202,7 +202,8 @@ class DOTASubmissionWriter(PredictionWriter):
 
 
 class OBBVisualizer(Callback):
-    """Log pictures of validation detections (TensorBoard and PNG) every ``every_n_epochs`` epochs.
+    """Log pictures of validation detections (TensorBoard and PNG) every ``every_n_epochs`` epochs (after epoch
+    ``e`` when ``e + 1`` is a multiple, counting from 0).
 
     The first validation batch is drawn: predictions in class colours with scores (the w-side in yellow), true
     boxes in white, up to ``num_images`` side by side. PNGs go to ``<log_dir>/obb_vis/epoch_<e>.png``.
@@ -233,7 +234,7 @@ class OBBVisualizer(Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         sample, self._sample = self._sample, None
-        if sample is None or trainer.global_rank != 0 or trainer.current_epoch % self.every_n_epochs:
+        if sample is None or trainer.global_rank != 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         names = _names_from(trainer, pl_module, None)
         pics = [draw_obb(im, b, k, s, g, names, self.score_thr)

@@ -209,6 +209,11 @@ class DOTAMeanAP(Metric):
             pl = _vec(p, "labels", pb.shape[0], f"preds[{i}]").long()
             tb = _boxes(t, "boxes", f"targets[{i}]")
             tl = _vec(t, "labels", tb.shape[0], f"targets[{i}]").long()
+            if self.num_classes is not None:
+                for name, lab in ((f"preds[{i}]['labels']", pl), (f"targets[{i}]['labels']", tl)):
+                    if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= self.num_classes):
+                        raise ValueError(f"{name}: class indices must lie in [0, {self.num_classes}), got "
+                                         f"{int(lab.min())}..{int(lab.max())}")
             td = t.get("difficult")
             td = torch.zeros(tb.shape[0], dtype=torch.bool, device=tb.device) if td is None else \
                 _vec(t, "difficult", tb.shape[0], f"targets[{i}]").bool()

@@ -14,7 +14,7 @@ from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-__all__ = ["JudgeAccuracy", "JudgeFeatures", "JudgeKID", "TokenNLL", "judge_fid", "judge_kid"]
+__all__ = ["CodebookUsage", "JudgeAccuracy", "JudgeFeatures", "JudgeKID", "TokenNLL", "judge_fid", "judge_kid"]
 
 
 class JudgeFeatures(nn.Module):
@@ -122,3 +122,30 @@ def _as_list(x: Tensor | list[Tensor]) -> list[Tensor]:
 def judge_kid(judge: nn.Module, subset_size: int = 100, subsets: int = 50, **kwargs) -> JudgeKID:
     """KID in the judge's features. Update with ``(images, real=bool)``; ``compute`` -> ``{"kid", "kid_std"}``."""
     return JudgeKID(feature=JudgeFeatures(judge), subset_size=subset_size, subsets=subsets, **kwargs)
+
+
+class CodebookUsage(Metric):
+    """Codebook usage of a vector quantizer: fraction of codes used and perplexity of the code histogram.
+
+    Args:
+        num_codes: codebook size.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, num_codes: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_codes = num_codes
+        self.add_state("counts", torch.zeros(num_codes, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, codes: Tensor) -> None:
+        """``codes``: long code ids of any shape."""
+        self.counts += torch.bincount(codes.reshape(-1), minlength=self.num_codes).double()
+
+    def compute(self) -> dict[str, Tensor]:
+        p = self.counts / self.counts.sum().clamp(min=1)
+        entropy = -(p * p.clamp(min=1e-12).log()).sum()
+        return {"codebook_usage": (self.counts > 0).double().mean().float(),
+                "codebook_perplexity": entropy.exp().float()}

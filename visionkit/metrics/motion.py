@@ -1,4 +1,4 @@
-"""Trajectory metrics: ADE, FDE, best-of-K minADE/minFDE and MPJPE per prediction horizon.
+"""Trajectory metrics: ADE, FDE, MSE, best-of-K minADE/minFDE and MPJPE per prediction horizon.
 
 All states are sums and counts reduced with ``dist_reduce_fx="sum"``, so every value is exact under DDP: each
 process adds its own agents and the totals are divided once after the reduction.
@@ -72,6 +72,13 @@ class FDE(_AgentMean):
         return displacement(preds[..., -1, :], target[..., -1, :])
 
 
+class MSE(_AgentMean):
+    """Mean squared error per coordinate (the N-body convention), averaged over frames, dims and valid agents."""
+
+    def per_agent(self, preds: Tensor, target: Tensor) -> Tensor:
+        return ((preds - target) ** 2).mean((-1, -2))
+
+
 class MinADE(_AgentMean):
     """Best-of-K ADE: per agent, the smallest ADE among the ``K`` predicted modes ``(B, K, A, T, D)``.
 
@@ -142,4 +149,4 @@ class MPJPEHorizons(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         vals = torch.where(self.count > 0, self.total / self.count.clamp_min(1), torch.nan).float()
-        return {f"{h}ms": v for h, v in zip(self.horizons_ms, vals)}
+        return {f"MPJPE_{h}ms": v for h, v in zip(self.horizons_ms, vals)}

@@ -82,8 +82,8 @@ class ShapeNetPartMIoU(Metric):
     """ShapeNetPart part-segmentation mIoU with the standard protocol.
 
     For each shape, IoU is computed for every part of its category (a part absent in both prediction and truth
-    counts as IoU 1) and averaged into the shape IoU. ``instance`` is the mean shape IoU over all shapes;
-    ``class`` is the mean over categories (present in the data) of their mean shape IoU.
+    counts as IoU 1) and averaged into the shape IoU. ``instance_mIoU`` is the mean shape IoU over all shapes;
+    ``class_mIoU`` is the mean over categories (present in the data) of their mean shape IoU.
 
     Args:
         category_parts: for each category, the global part ids that belong to it
@@ -130,7 +130,7 @@ class ShapeNetPartMIoU(Metric):
         present = self.cat_count > 0
         per_cat = self.cat_iou_sum[present] / self.cat_count[present]
         cls = per_cat.mean() if present.any() else torch.zeros((), dtype=torch.float64)
-        return {"instance": instance.float(), "class": cls.float()}
+        return {"instance_mIoU": instance.float(), "class_mIoU": cls.float()}
 
 
 class RepeatedAccuracy(Metric):

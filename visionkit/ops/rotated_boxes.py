@@ -20,7 +20,11 @@ other box are taken from the same crossing points, and the intersection area is 
 ``area = sum over boundary segments of integral y dx`` (the trapezoid form of the shoelace formula). In the frame
 of the clipping box its two vertical sides contribute nothing, so the boundary stays closed without ordering or
 compacting vertices, which keeps every pair at a fixed size and the whole computation vectorised. The result is
-differentiable almost everywhere (gradients flow for IoU losses).
+differentiable almost everywhere (gradients flow for IoU losses). Pairs are first filtered by their enclosing
+axis-aligned boxes (a sort-and-sweep along x, dense per block of boxes) and clipped in fixed-size chunks.
+
+Rotated NMS computes the suppression pairs (IoU above the threshold, after a cheap upper bound from the enclosing
+boxes) once, then resolves the greedy order on that sparse graph in vectorised rounds.
 """
 
 from __future__ import annotations
@@ -50,8 +54,8 @@ __all__ = [
 
 VERSIONS = ("le90", "le135", "oc")
 
-# pairs clipped per chunk: about 1 KB of temporaries per pair, so 256k pairs stay well under 1 GB
-_PAIR_CHUNK = 1 << 18
+# pairs clipped per chunk (about 1-2 KB of temporaries per pair)
+_PAIR_CHUNK = 1 << 17
 # rows per block of the dense axis-aligned prefilter
 _BLOCK = 256
 

@@ -1,8 +1,18 @@
 """SyntheticHands: determinism, exact projections, visibility consistent with the z-buffer, batch keys."""
 
+import pytest
 import torch
 
 from visionkit.datamodules.hands.synthetic import SyntheticHands, generate_hands
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_deterministic_and_projection_exact():
@@ -40,7 +50,7 @@ def test_datamodule_batches():
     assert batch["K"].shape == (4, 3, 3) and batch["joint_valid"].shape == (4, 42)
     assert batch["mask"].shape == (4, 2, 128, 128) and batch["hand_type"].shape == (4, 2)
     # right joints are 0-20 and left 21-41: the right hand is placed to the +x side on average
-    dm2 = SyntheticHands(num_train=200, num_val=8, num_test=8, seed=0)
+    dm2 = SyntheticHands(num_train=64, num_val=4, num_test=4, seed=0)
     dm2.setup("fit")
     j = dm2.train_dataset.data["joints3d"]
     assert (j[:, :21, 0].mean(1) > j[:, 21:, 0].mean(1)).float().mean() > 0.8

@@ -18,6 +18,8 @@ from visionkit.datamodules.obb.synthetic import (
 )
 from visionkit.ops.rotated_boxes import box_iou_rotated, obb2poly, points_in_obb
 
+torch.set_num_threads(1)  # the machine is shared: no thread oversubscription
+
 
 def _render_single(kind: int, box, tri_axis=False, tri_sign=1.0, size=96):
     params = torch.tensor([box], dtype=torch.float64)
@@ -31,7 +33,7 @@ def _box_polygon(box) -> Polygon:
 
 
 @pytest.mark.parametrize("box", [(40.3, 47.7, 50.0, 20.0, 0.0), (48.0, 45.0, 44.0, 17.0, 0.61),
-                                 (50.5, 50.0, 36.0, 12.0, -1.2)])
+                                 (50.5, 50.0, 36.0, 12.0, -1.2), (48.0, 48.0, 54.0, 36.0, math.pi / 4)])
 def test_rectangle_label_fits_rendered_mask(box):
     cov = _render_single(0, box)
     poly = _box_polygon(box)
@@ -141,7 +143,7 @@ def test_flip_rotate_batch_matches_polygon_transform():
             key = next(k for k, v in cands.items() if torch.equal(v, img1))
             hf, vf, k = key
 
-            def move(pts):  # (M, 2) points under the same transform
+            def move(pts, hf=hf, vf=vf, k=k, W=W):  # (M, 2) points under the same transform
                 x, y = pts[:, 0].clone(), pts[:, 1].clone()
                 if hf:
                     x = W - x
@@ -181,7 +183,6 @@ def test_datamodule_batches_and_options():
 def test_generation_is_fast():
     import time
 
-    torch.set_num_threads(1)
     t = time.perf_counter()
     SyntheticOBBDataset(100)
     assert time.perf_counter() - t < 10.0  # ~2-6 ms per image; 1000 images take seconds

@@ -1,0 +1,86 @@
+"""DIRNet pieces: bone splatting, camera recovery, shapes and the refinement wiring."""
+
+import numpy as np
+import pytest
+import torch
+
+from visionkit.tasks.hands.dir import DIRNet, bone_splat, to_camera
+from visionkit.tasks.hands.kinematics import BONES
+from visionkit.tasks.hands.procedural import ProceduralHandLayer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+TINY = {"backbone_kwargs": {"widths": [8, 16, 24, 32, 32], "out_indices": [2, 3, 4]}, "dim": 16, "hidden": 32}
+
+
+def test_bone_splat_matches_numpy_distance_to_segment():
+    g = torch.Generator().manual_seed(0)
+    uv = torch.rand(2, 42, 2, generator=g, dtype=torch.float64) * 1.6 - 0.8
+    feat = torch.randn(2, 40, 3, generator=g, dtype=torch.float64)
+    H, W, radius = 10, 12, 1.5
+    out = bone_splat(uv, feat, H, W, radius).reshape(2, 40, 3, H, W)
+    px = ((uv + 1) * torch.tensor([W, H], dtype=torch.float64) / 2).numpy()
+    pairs = BONES + [(c + 21, p + 21) for c, p in BONES]
+    for b in range(2):
+        for k in (0, 7, 25, 39):
+            a, e = px[b, pairs[k][0]], px[b, pairs[k][1]]
+            for y in range(H):
+                for x in range(W):
+                    p = np.array([x + 0.5, y + 0.5])
+                    t = np.clip(np.dot(p - a, e - a) / np.dot(e - a, e - a), 0, 1)
+                    w = max(0.0, 1 - np.linalg.norm(p - a - t * (e - a)) / radius)
+                    np.testing.assert_allclose(out[b, k, :, y, x].numpy(), w * feat[b, k].numpy(), atol=1e-10)
+    # channel groups do not mix: zeroing one bone's feature empties exactly its group
+    feat2 = feat.clone()
+    feat2[:, 5] = 0
+    out2 = bone_splat(uv, feat2, H, W, radius).reshape(2, 40, 3, H, W)
+    assert out2[:, 5].abs().max() == 0 and torch.equal(out2[:, 6], out[:, 6])
+
+
+def test_to_camera_inverts_the_weak_perspective_at_the_root():
+    B, H, W = 4, 128, 128
+    g = torch.Generator().manual_seed(1)
+    rel = torch.randn(B, 42, 3, generator=g) * 30
+    rel[:, 20] = 0
+    rel[:, 41] = 0
+    params = torch.zeros(B, 2, 64)
+    params[:, 0, 61] = torch.randn(B, generator=g) * 0.2
+    params[:, 0, 62:] = torch.rand(B, 2, generator=g) - 0.5
+    s = 0.5 * torch.exp(params[:, 0, 61])
+    uv = torch.cat([s[:, None, None] * rel[:, :21, :2] / 100 + params[:, 0, None, 62:],
+                    torch.zeros(B, 21, 2)], 1)
+    K = torch.tensor([[200.0, 0, 60], [0, 200.0, 70], [0, 0, 1]]).expand(B, 3, 3)
+    offset = torch.randn(B, 3, generator=g) * 50
+    j3d, px = to_camera(rel, uv, offset, params, K, (H, W))
+    root = j3d[:, 20]
+    proj = root @ K[0].T
+    assert torch.allclose(proj[:, :2] / proj[:, 2:], px[:, 20], atol=1e-3)
+    # the scale is the pinhole magnification at the root: ppmm = f / Z
+    assert torch.allclose(s * W / 200, 200 / root[:, 2], rtol=1e-5)
+    assert torch.allclose(j3d[:, 41] - j3d[:, 20], offset, atol=1e-4)
+    assert torch.allclose(j3d[:, :21] - root[:, None], rel[:, :21], atol=1e-4)
+
+
+def test_shapes_and_iterations():
+    layers = [ProceduralHandLayer("right"), ProceduralHandLayer("left")]
+    net = DIRNet(layers, num_iterations=3, **TINY)
+    outs = net(torch.rand(2, 3, 64, 64))
+    assert len(outs) == 4 and net.refine_strides == [16, 8, 8]
+    for o in outs:
+        assert o["rel"].shape == (2, 42, 3) and o["uv"].shape == (2, 42, 2) and o["params"].shape == (2, 2, 64)
+        assert torch.isfinite(o["rel"]).all()
+    # zero-initialised refinement heads: before training every iteration repeats the initial estimate
+    assert torch.allclose(outs[0]["rel"], outs[-1]["rel"], atol=1e-5)
+    # the previous estimate enters detached: a loss on the last iteration sends no gradient to the initial head
+    net.zero_grad()
+    outs = net(torch.rand(2, 3, 64, 64))
+    outs[-1]["rel"].sum().backward()
+    assert net.init_head[0].weight.grad is None or net.init_head[0].weight.grad.abs().max() == 0
+    assert net.blocks[-1].head[-1].weight.grad.abs().max() > 0

@@ -1,0 +1,316 @@
+"""PointOBB: geometry of the bags and RoIs, dense-to-sparse matching, losses, metric and a learning curve."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import Polygon
+
+from visionkit.datamodules.base import collate_dict
+from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
+from visionkit.ops.rotated_boxes import obb2corners, points_in_obb
+from visionkit.tasks.obb.coders import UCRCoder, build_coder
+from visionkit.tasks.obb.pointobb import (
+    PointOBB,
+    PointOBBTask,
+    PseudoBoxIoU,
+    _ssc,
+    rotated_roi_grid,
+    weighted_box_mean,
+)
+
+TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3, 4]}, fpn_channels=16,
+            roi_size=3, head_dim=32)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    args = dict(TINY)
+    args.update(kw)
+    return PointOBB(num_classes=3, coder=UCRCoder(dims=3), **args)
+
+
+def _batch(n=4, seed=0, **kw):
+    ds = SyntheticOBBDataset(n, seed=seed, label_mode="point", **kw)
+    return collate_dict([ds[i] for i in range(n)])
+
+
+def test_roi_grid_lies_in_the_box_and_is_centred():
+    boxes = torch.tensor([[40.0, 30.0, 20.0, 8.0, 0.7], [10.0, 12.0, 6.0, 14.0, -1.2]], dtype=torch.float64)
+    pts = rotated_roi_grid(boxes, 4)  # (2, 16, 2)
+    assert pts.shape == (2, 16, 2)
+    for k in range(2):
+        assert points_in_obb(pts[k], boxes[k:k + 1]).all()
+        assert torch.allclose(pts[k].mean(0), boxes[k, :2], atol=1e-12)
+    # axis-aligned box: cell centres at cx + (i + 0.5)/S w - w/2
+    b = torch.tensor([[50.0, 20.0, 8.0, 4.0, 0.0]], dtype=torch.float64)
+    g = rotated_roi_grid(b, 2)[0]
+    ref = torch.tensor([[48.0, 19.0], [52.0, 19.0], [48.0, 21.0], [52.0, 21.0]], dtype=torch.float64)
+    assert torch.allclose(g, ref)
+
+
+def test_roi_features_sample_a_linear_map_exactly():
+    m = _model()
+    m.strides = [8, 16, 32]
+    H = W = 64
+    # feature maps whose channels are linear functions of the pixel position: bilinear sampling is exact inside
+    feats = []
+    for s in m.strides:
+        h, w = H // s, W // s
+        ys = (torch.arange(h, dtype=torch.float64) + 0.5) * s
+        xs = (torch.arange(w, dtype=torch.float64) + 0.5) * s
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        f = torch.stack([xx, yy, 2 * xx - yy + 3] + [xx * 0 + s] * 13)  # (16, h, w); channel 3 marks the level
+        feats.append(f[None].repeat(2, 1, 1, 1))
+    boxes = torch.tensor([[30.0, 28.0, 8.0, 6.0, 0.3], [33.0, 31.0, 40.0, 30.0, -0.5], [29.0, 33.0, 5.0, 4.0, 1.0]],
+                         dtype=torch.float64)
+    bidx = torch.tensor([0, 1, 1])
+    out = m.roi_features(feats, boxes, bidx, (H, W)).view(3, 16, 9)
+    grid = rotated_roi_grid(boxes, 3)  # (3, 9, 2)
+    assert torch.allclose(out[:, 0], grid[..., 0], atol=1e-9)
+    assert torch.allclose(out[:, 1], grid[..., 1], atol=1e-9)
+    assert torch.allclose(out[:, 2], 2 * grid[..., 0] - grid[..., 1] + 3, atol=1e-9)
+    lvl = m.level_of(boxes[:, 2:4])
+    assert torch.equal(out[:, 3, 0], torch.tensor([m.strides[int(i)] for i in lvl], dtype=torch.float64))
+
+
+def test_level_of_follows_the_scale():
+    m = _model(finest_scale=24.0)
+    wh = torch.tensor([[10.0, 10.0], [23.9, 23.9], [24.0, 24.0], [47.0, 47.0], [48.0, 48.0], [500.0, 500.0]])
+    assert m.level_of(wh).tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_weighted_box_mean_against_numpy_and_angle_wrap():
+    g = torch.Generator().manual_seed(1)
+    boxes = torch.rand(3, 5, 5, generator=g, dtype=torch.float64) * 10
+    boxes[..., 4] = 0.2 + 0.1 * torch.rand(3, 5, generator=g, dtype=torch.float64)
+    w = torch.rand(3, 5, generator=g, dtype=torch.float64)
+    out = weighted_box_mean(boxes, w)
+    b, ww = boxes.numpy(), w.numpy()
+    ref = (b[..., :4] * ww[..., None]).sum(1) / ww.sum(1, keepdims=True)
+    assert np.allclose(out[:, :4].numpy(), ref)
+    assert np.allclose(out[:, 4].numpy(), (b[..., 4] * ww).sum(1) / ww.sum(1), atol=1e-3)  # small spread: ~linear
+    # angles on both sides of the le90 boundary average to the boundary, not to 0
+    across = torch.tensor([[[0, 0, 4, 2, math.pi / 2 - 0.05], [0, 0, 4, 2, -math.pi / 2 + 0.05]]], dtype=torch.float64)
+    t = float(weighted_box_mean(across, torch.ones(1, 2, dtype=torch.float64))[0, 4])
+    assert abs(abs(t) - math.pi / 2) < 1e-9
+
+
+def test_stage0_bags_and_stage1_jitter():
+    m = _model()
+    pts = torch.tensor([[30.0, 40.0], [70.0, 20.0]])
+    labels = torch.tensor([0, 2])
+    bags = m.stage0_bags(pts, None, labels)  # (2, 70, 5)
+    assert bags.shape == (2, 70, 5)
+    assert torch.allclose(bags[..., :2], pts[:, None].expand(2, 70, 2))
+    area = bags[..., 2] * bags[..., 3]
+    scales = torch.tensor([8.0, 9.8, 11.9, 14.6, 17.8, 21.8, 26.6, 32.5, 39.7, 48.5])
+    assert torch.allclose(area.view(2, 10, 7), (scales**2)[None, :, None].expand(2, 10, 7), rtol=1e-5)
+    ratios = (bags[..., 2] / bags[..., 3]).view(2, 10, 7)
+    assert torch.allclose(ratios[0, 3], torch.tensor([1 / 3, 1 / 2, 2 / 3, 1, 3 / 2, 2, 3]), rtol=1e-5)
+    assert (bags[..., 4] == 0).all()
+    # per-level angles: a proposal takes the angle of its level; rotation-agnostic classes stay horizontal
+    m2 = _model(agnostic_classes=[2])
+    theta = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    rb = m2.stage0_bags(pts, theta, labels)
+    lvl = m2.level_of(rb[0, :, 2:4])
+    assert torch.allclose(rb[0, :, 4], theta[0][lvl])
+    assert (rb[1, :, 4] == 0).all()
+    # stage 1: jittered boxes keep the angle, and the centre offsets are along the box axes
+    b0 = torch.tensor([[50.0, 50.0, 20.0, 10.0, 0.5]])
+    j = m.stage1_bags(b0)[0]  # (81, 5)
+    assert j.shape == (81, 5) and torch.allclose(j[:, 4], torch.full((81,), 0.5))
+    u = torch.tensor([math.cos(0.5), math.sin(0.5)])
+    v = torch.tensor([-math.sin(0.5), math.cos(0.5)])
+    d = j[:, :2] - b0[:, :2]
+    ou, ov = d @ u / j[:, 2], d @ v / j[:, 3]
+    assert set(np.round(ou.double().numpy(), 4).tolist()) == {-0.1, 0.0, 0.1}
+    assert set(np.round(ov.double().numpy(), 4).tolist()) == {-0.1, 0.0, 0.1}
+    assert set(np.round((j[:, 2] / 20).double().numpy(), 4).tolist()) == {0.8, 1.0, 1.2}
+
+
+def test_negatives_overlap_little_with_the_boxes_of_their_image():
+    m = _model(num_negatives=64, neg_iou_thr=0.3)
+    torch.manual_seed(0)
+    boxes0 = torch.tensor([[30.0, 30.0, 30.0, 12.0, 0.3], [90.0, 80.0, 40.0, 20.0, -0.7],
+                           [60.0, 60.0, 30.0, 20.0, 1.0]])
+    bidx = torch.tensor([0, 0, 1])
+    neg, nb = m.negatives(boxes0, bidx, 2, (128, 128))
+    assert neg.shape[0] > 30 and set(nb.tolist()) <= {0, 1}
+    for box, b in zip(neg, nb):
+        pn = Polygon(obb2corners(box[None])[0].tolist())
+        for g, gb in zip(boxes0, bidx):
+            if gb == b:
+                pg = Polygon(obb2corners(g[None])[0].tolist())
+                assert pn.intersection(pg).area / pn.union(pg).area < 0.3 + 1e-6
+
+
+def test_pseudo_box_is_the_weighted_mean_of_the_top_k():
+    m = _model(topk=3)
+    g = torch.Generator().manual_seed(0)
+    bags = torch.rand(2, 10, 5, generator=g) * 20
+    bags[..., 4] = 0.1
+    cls = torch.rand(2, 10, 3, generator=g)
+    ins = torch.softmax(torch.randn(2, 10, 3, generator=g), 1)
+    labels = torch.tensor([1, 2])
+    boxes, bag = m.pseudo_boxes(bags, cls, ins, labels)
+    for n in range(2):
+        s = (cls[n, :, labels[n]] * ins[n, :, labels[n]]).numpy()
+        top = np.argsort(-s)[:3]
+        ref = (bags[n, top, :4].numpy() * s[top, None]).sum(0) / s[top].sum()
+        assert np.allclose(boxes[n, :4].numpy(), ref, atol=1e-5)
+        assert math.isclose(float(bag[n]), float(s.sum()), rel_tol=1e-5)
+        assert math.isclose(float(boxes[n, 4]), 0.1, abs_tol=1e-6)
+
+
+def test_dense_to_sparse_against_brute_force():
+    m = _model()
+    m.strides = [8, 16]
+    coder = m.coder
+    g = torch.Generator().manual_seed(0)
+    amaps = [torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64),
+             torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)]
+    pts = torch.tensor([[3.0, 60.0], [33.3, 17.9], [63.0, 2.0]], dtype=torch.float64)
+    bidx = torch.tensor([0, 1, 1])
+    theta, enc, _ = m.dense_to_sparse(amaps, pts, bidx, (64, 64))
+    for lvl, (a, s) in enumerate(zip(amaps, m.strides)):
+        for n in range(3):
+            acc, cnt = torch.zeros(3, dtype=torch.float64), 0
+            for i in range(a.shape[-2]):
+                for j in range(a.shape[-1]):
+                    if math.hypot((j + 0.5) * s - pts[n, 0], (i + 0.5) * s - pts[n, 1]) <= 1.5 * s:
+                        acc += a[bidx[n], :, i, j]
+                        cnt += 1
+            assert cnt > 0
+            assert torch.allclose(enc[n, lvl], acc / cnt)
+            assert math.isclose(float(theta[n, lvl]), float(coder.decode(acc / cnt)), abs_tol=1e-9)
+
+
+def test_dense_to_sparse_recovers_a_constant_angle_field():
+    m = _model()
+    amaps = [m.coder.encode(torch.full((1, 16, 16), 0.7)).permute(0, 3, 1, 2)]
+    m.strides = [8]
+    theta, _, cons = m.dense_to_sparse(amaps, torch.tensor([[40.0, 50.0]]), torch.tensor([0]), (128, 128))
+    assert math.isclose(float(theta[0, 0]), 0.7, abs_tol=1e-5)
+    assert float(cons.abs().max()) < 1e-5  # valid encodings satisfy the unit-circle constraint
+
+
+def test_ssc_loss_properties():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 70, 3, generator=g)
+    labels = torch.tensor([0, 1, 2, 1])
+    assert float(_ssc(a, a, labels, 10, 7)) < 1e-6
+    assert float(_ssc(a, 3.0 * a, labels, 10, 7)) < 1e-6  # cosine: invariant to a positive factor
+    b = a.clone()
+    b.view(4, 10, 7, 3)[:, :5] = 0  # scale distributions on disjoint halves: orthogonal per group
+    c = a.clone()
+    c.view(4, 10, 7, 3)[:, 5:] = 0
+    assert math.isclose(float(_ssc(b, c, labels, 10, 7)), 1.0, abs_tol=1e-6)
+
+
+def test_pseudo_box_iou_metric_against_shapely():
+    g = torch.Generator().manual_seed(2)
+    a = torch.cat([torch.rand(6, 2, generator=g) * 20 + 20, torch.rand(6, 2, generator=g) * 10 + 5,
+                   torch.rand(6, 1, generator=g) * 3 - 1.5], 1).double()
+    b = a + torch.randn(6, 5, generator=g, dtype=torch.float64) * 2
+    b[:, 2:4] = b[:, 2:4].abs() + 1
+    met = PseudoBoxIoU()
+    met.update(a[:3], b[:3])
+    met.update(a[3:], b[3:])
+    ref = []
+    for x, y in zip(a, b):
+        px, py = Polygon(obb2corners(x[None])[0].tolist()), Polygon(obb2corners(y[None])[0].tolist())
+        ref.append(px.intersection(py).area / px.union(py).area)
+    assert math.isclose(float(met.compute()), float(np.mean(ref)), abs_tol=1e-9)
+
+
+def test_csl_coder_is_rejected():
+    with pytest.raises(ValueError, match="differentiable"):
+        PointOBB(num_classes=3, coder=build_coder("csl"), **TINY)
+
+
+def test_task_losses_phases_and_gradients():
+    batch = _batch(4)
+    task = PointOBBTask(angle_loss_start=0.5, angle_proposal_start=0.8, **TINY)
+    torch.manual_seed(0)
+    early = task.compute_losses(batch)
+    assert float(early["sym"]) == 0.0 and all(torch.isfinite(v) for v in early.values())
+    task.progress.fill_(0.6)  # the trainer-less task keeps the progress it is given
+    task._update_progress = lambda: None
+    late = task.compute_losses(batch)
+    assert float(late["sym"].detach()) > 0 and float(late["ssc"].detach()) >= 0
+    late["loss"].backward()
+    assert task.model.angle_out.weight.grad.abs().sum() > 0  # the symmetry loss trains the angle branch
+    assert task.model.head0.ins.weight.grad.abs().sum() > 0
+    assert task.model.head1.cls.weight.grad.abs().sum() > 0
+    assert not task.rotate_proposals()
+    task.progress.fill_(0.9)
+    assert task.rotate_proposals()
+
+
+def test_forward_contract_and_metrics():
+    batch = _batch(3)
+    task = PointOBBTask(**TINY).eval()
+    out = task(batch)
+    for i in range(3):
+        n = len(batch["points"][i])
+        assert out["boxes"][i].shape == (n, 5) and out["scores"][i].shape == (n,)
+        assert torch.equal(out["labels"][i], batch["labels"][i])
+        assert (out["boxes"][i][:, 2] >= out["boxes"][i][:, 3]).all()  # le90
+    task.update_metrics(task.val_metrics, out, batch)
+    res = task.val_metrics.compute()
+    assert 0 <= float(res["val_miou"]) <= 1 and "val_map50" in res
+    # perfect pseudo boxes give IoU 1 and mAP 1
+    met = task.test_metrics
+    perfect = {"boxes": list(batch["gt_boxes"]), "scores": [torch.ones(len(b)) for b in batch["gt_boxes"]],
+               "labels": list(batch["labels"])}
+    task.update_metrics(met, perfect, batch)
+    res = met.compute()
+    assert math.isclose(float(res["test_miou"]), 1.0, abs_tol=1e-6) and math.isclose(float(res["test_map50"]), 1.0)
+
+
+def test_learning_curve_drops():
+    torch.manual_seed(0)
+    batch = _batch(4, seed=3)
+    task = PointOBBTask(angle_loss_start=0.0, angle_proposal_start=1.0, lr=3e-3, **TINY)
+    task._update_progress = lambda: None
+    opt = torch.optim.Adam(task.parameters(), lr=3e-3)
+    hist = []
+    for step in range(25):
+        torch.manual_seed(step)
+        loss = task.compute_losses(batch)
+        opt.zero_grad()
+        loss["loss"].backward()
+        opt.step()
+        hist.append((float(loss["mil0"]), float(loss["mil1"])))
+    first, last = np.mean(hist[:4], 0), np.mean(hist[-4:], 0)
+    assert last[0] < 0.7 * first[0] and last[1] < 0.7 * first[1], hist
+
+
+@pytest.mark.slow
+def test_two_step_pipeline_through_the_cli(tmp_path):
+    """fit -> predict (pseudo labels of the training images) -> detector fit on them, with the shipped configs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from visionkit.datamodules.obb.dota import read_dota_txt
+
+    root = Path(__file__).resolve().parents[3]
+    small = ["--data.init_args.n_train", "16", "--data.init_args.n_val", "8", "--data.init_args.n_test", "8",
+             "--trainer.max_epochs", "1"]
+    labels = tmp_path / "pl"
+    step1 = [sys.executable, "-m", "visionkit"]
+    cfg1 = ["--config", str(root / "configs/obb/pointobb_synthetic.yaml")]
+    run = dict(cwd=tmp_path, check=True, capture_output=True, text=True)
+    subprocess.run(step1 + ["fit"] + cfg1 + small + ["--trainer.callbacks.init_args.output_dir", str(labels)], **run)
+    ckpt = tmp_path / "runs/PointOBBTask/checkpoints/last.ckpt"
+    subprocess.run(step1 + ["predict"] + cfg1 + small + ["--trainer.callbacks.init_args.output_dir", str(labels),
+                                                         "--ckpt_path", str(ckpt)], **run)
+    files = sorted(labels.glob("train_*.txt"))
+    assert len(files) == 16
+    assert all(len(read_dota_txt(f, ["rectangle", "ellipse", "triangle"])["labels"]) >= 1 for f in files)
+    cfg2 = ["--config", str(root / "configs/obb/pointobb_synthetic_detector.yaml")]
+    subprocess.run(step1 + ["fit"] + cfg2 + small + ["--data.init_args.pseudo_label_dir", str(labels)], **run)
+    assert (tmp_path / "runs/PointOBBDetector/checkpoints/last.ckpt").exists()

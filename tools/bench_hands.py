@@ -1,0 +1,132 @@
+"""Benchmarks of the hands family.
+
+Speed (default): training-step and inference time of DIR with N refinement iterations against the
+initial-estimate-only model (``num_iterations=0``) measured in the same process, and the cost per iteration::
+
+    python tools/bench_hands.py --batch-size 32 --steps 5
+
+Accuracy (``--checkpoint``): test-split MPJPE / PA-MPJPE / MRRPE of every estimate of a trained DIR on
+SyntheticHands, next to the mean-pose baseline (the mean root-relative training pose for every image and the mean
+right-to-left offset)::
+
+    python tools/bench_hands.py --checkpoint runs/HandReconstructionTask/checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from visionkit.datamodules.base import collate_dict
+from visionkit.datamodules.hands.synthetic import SyntheticHands
+from visionkit.metrics.hands import MPJPE, MRRPE, PAMPJPE
+from visionkit.tasks.hands import HandReconstructionTask
+from visionkit.tasks.hands.kinematics import root_relative
+
+CPU_MODEL = {"backbone_kwargs": {"widths": [12, 24, 48, 64, 96], "out_indices": [2, 3, 4]}, "dim": 48,
+             "hidden": 192, "bone_channels": 2}
+
+
+def _time(fn, steps: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - t0) / steps
+
+
+def bench_speed(batch_size: int, steps: int, image_size: int, iterations: int) -> None:
+    dm = SyntheticHands(num_train=batch_size, num_val=1, num_test=1, image_size=image_size, batch_size=batch_size)
+    dm.setup("fit")
+    batch = collate_dict([dm.train_dataset[i] for i in range(batch_size)])
+    rows = []
+    for n in (0, iterations):
+        torch.manual_seed(0)
+        task = HandReconstructionTask(num_iterations=n, **CPU_MODEL)
+        opt = torch.optim.AdamW(task.parameters(), lr=1e-4)
+
+        def train_step(task=task, opt=opt) -> None:
+            loss = task.compute_losses(batch)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        def infer(task=task) -> None:
+            with torch.no_grad():
+                task(batch)
+
+        task.train()
+        t_train = _time(train_step, steps)
+        task.eval()
+        t_inf = _time(infer, steps)
+        rows.append((n, t_train, t_inf))
+    base_train, base_inf = rows[0][1], rows[0][2]
+    print(f"threads={torch.get_num_threads()} batch={batch_size} image={image_size}x{image_size} steps={steps}")
+    print("| model | train step (s) | ratio | inference (s) | ratio |")
+    print("|---|---|---|---|---|")
+    for n, tt, ti in rows:
+        name = "initial estimate only" if n == 0 else f"DIR, {n} iterations"
+        print(f"| {name} | {tt:.3f} | {tt / base_train:.2f} | {ti:.3f} | {ti / base_inf:.2f} |")
+    n, tt, ti = rows[-1]
+    if n:
+        print(f"per refinement iteration: train +{(tt - base_train) / n:.3f} s "
+              f"({(tt - base_train) / n / base_train:.2f}x the initial-only step), "
+              f"inference +{(ti - base_inf) / n:.3f} s ({(ti - base_inf) / n / base_inf:.2f}x)")
+
+
+def bench_accuracy(checkpoint: str, batch_size: int) -> None:
+    task = HandReconstructionTask.load_from_checkpoint(checkpoint, map_location="cpu", init_weights=None).eval()
+    dm = SyntheticHands(num_train=2240, num_val=1, num_test=500, batch_size=batch_size, seed=0)
+    dm.setup("fit")
+    dm.setup("test")
+    train = dm.train_dataset.data["joints3d"]
+    mean_rel = root_relative(train).mean(0)  # (42, 3)
+    mean_offset = (train[:, 41] - train[:, 20]).mean(0)
+    n_est = task.hparams.num_iterations + 1
+    metrics = {name: [cls(iteration=k) for k in range(n_est)] + [cls()]
+               for name, cls in (("MPJPE", MPJPE), ("PA-MPJPE", PAMPJPE), ("MRRPE", MRRPE))}
+    baseline = {name: cls() for name, cls in (("MPJPE", MPJPE), ("PA-MPJPE", PAMPJPE), ("MRRPE", MRRPE))}
+    for batch in dm.test_dataloader():
+        with torch.no_grad():
+            preds = task(batch)
+        gt, valid = batch["joints3d"], batch["joint_valid"]
+        for ms in metrics.values():
+            for m in ms:
+                m.update(preds["joints3d"], gt, valid, preds["iterations"])
+        base = mean_rel.expand_as(gt).clone()
+        base[:, 21:] += mean_offset
+        for m in baseline.values():
+            m.update(base, gt, valid)
+    print(f"SyntheticHands test split (500 images), checkpoint {checkpoint}")
+    print("| estimate | MPJPE (mm) | PA-MPJPE (mm) | MRRPE (mm) | MPJPE / initial |")
+    print("|---|---|---|---|---|")
+    first = metrics["MPJPE"][0].compute().item()
+    print(f"| mean-pose baseline | {baseline['MPJPE'].compute():.2f} | {baseline['PA-MPJPE'].compute():.2f} | "
+          f"{baseline['MRRPE'].compute():.2f} | {baseline['MPJPE'].compute().item() / first:.3f} |")
+    for k in range(n_est):
+        name = "initial estimate" if k == 0 else f"iteration {k}"
+        mp = metrics["MPJPE"][k].compute().item()
+        print(f"| {name} | {mp:.2f} | {metrics['PA-MPJPE'][k].compute():.2f} | "
+              f"{metrics['MRRPE'][k].compute():.2f} | {mp / first:.3f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="evaluate a trained DIR instead of timing")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.checkpoint:
+        bench_accuracy(a.checkpoint, a.batch_size)
+    else:
+        bench_speed(a.batch_size, a.steps, a.image_size, a.iterations)
+
+
+if __name__ == "__main__":
+    main()
