@@ -1,4 +1,4 @@
-"""Datamodules of the obb family: synthetic oriented objects (default), DOTA, RSAR and DIOR-R."""
+"""Datamodules of the obb family: synthetic oriented objects (default), DOTA, RSAR and DIOR-R, and point labels."""
 
 from visionkit.datamodules.obb.dota import (
     DIORR,
@@ -14,10 +14,17 @@ from visionkit.datamodules.obb.dota import (
     write_point_txt,
     write_task1,
 )
+from visionkit.datamodules.obb.points import (
+    DIORRPoints,
+    DOTAPoints,
+    PseudoLabelDataset,
+    SyntheticPointOBB,
+    SyntheticPseudoOBB,
+)
 from visionkit.datamodules.obb.synthetic import SyntheticOBB, SyntheticOBBDataset
 
 __all__ = [
     "SyntheticOBB", "SyntheticOBBDataset", "DOTA", "RSAR", "DIORR", "DOTADataset", "OBBImageDataset",
     "read_dota_txt", "write_dota_txt", "read_point_txt", "write_point_txt", "read_dior_xml", "read_task1",
-    "write_task1",
+    "write_task1", "SyntheticPointOBB", "SyntheticPseudoOBB", "PseudoLabelDataset", "DOTAPoints", "DIORRPoints",
 ]

@@ -1,4 +1,4 @@
-"""Oriented object detection: the rotated FCOS detector, its angle coders and the angle-error metric."""
+"""Oriented object detection: the rotated FCOS detector, PointOBB, the angle coders and the angle-error metric."""
 
 from visionkit.tasks.obb.coders import (
     AngleCoder,
@@ -11,6 +11,7 @@ from visionkit.tasks.obb.coders import (
 from visionkit.tasks.obb.detection import RotatedDetectionTask
 from visionkit.tasks.obb.fcos import RotatedFCOS
 from visionkit.tasks.obb.metrics_angle import MeanAngleError
+from visionkit.tasks.obb.pointobb import PointOBB, PointOBBTask, PseudoBoxIoU
 
 __all__ = [
     "AngleCoder",
@@ -18,6 +19,9 @@ __all__ = [
     "MeanAngleError",
     "PSCCoder",
     "PlainAngleCoder",
+    "PointOBB",
+    "PointOBBTask",
+    "PseudoBoxIoU",
     "RotatedDetectionTask",
     "RotatedFCOS",
     "UCRCoder",
