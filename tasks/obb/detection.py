@@ -12,6 +12,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchvision.ops import sigmoid_focal_loss
 
+from visionkit.dist import global_normalizer
 from visionkit.metrics.dota_map import DOTAMeanAP
 from visionkit.ops.rotated_boxes import rotated_iou_loss
 from visionkit.tasks.base import BaseTask
@@ -170,14 +171,11 @@ class RotatedDetectionTask(BaseTask):
         cls = out["cls"]  # (B, P, C)
         C = cls.shape[-1]
         pos = tgt["labels"] < C  # (B, P)
-        num_pos = max(float(pos.sum()), 1.0)
+        # normalisers summed over DDP processes: the same losses for any split of the global batch
+        num_pos = global_normalizer(pos.sum()).to(cls.device)
         onehot = F.one_hot(tgt["labels"], C + 1)[..., :C].to(cls.dtype)
         loss_cls = sigmoid_focal_loss(cls, onehot, alpha=hp.focal_alpha, gamma=hp.focal_gamma,
                                       reduction="sum") / num_pos
-        zero = cls.sum() * 0.0
-        if not pos.any():
-            return {"loss": loss_cls + zero, "cls": loss_cls, "box": zero, "ctr": zero, "angle": zero,
-                    "constraint": zero}
         points = out["points"][None].expand(pos.shape[0], -1, -1)[pos]  # (M, 2)
         sides_t = tgt["sides"][pos]  # (M, 4)
         boxes_t = tgt["boxes"][pos]  # (M, 5)
@@ -185,11 +183,17 @@ class RotatedDetectionTask(BaseTask):
         theta = self.coder.decode(ang)  # (M,)
         pred_boxes = decode_sides(points, out["dist"][pos], theta)
         ctr_t = centerness_target(sides_t)  # (M,)
-        iou_l = rotated_iou_loss(pred_boxes, boxes_t, mode=hp.iou_loss)  # (M,)
-        loss_box = (iou_l * ctr_t).sum() / ctr_t.sum().clamp(min=1e-6)
-        loss_ctr = F.binary_cross_entropy_with_logits(out["ctr"][pos], ctr_t, reduction="mean")
-        loss_angle = self.coder.loss(ang, boxes_t[:, 4]).mean() * hp.angle_loss_weight
-        loss_con = self.coder.constraint_loss(ang).mean() * hp.constraint_loss_weight
+        ctr_norm = global_normalizer(ctr_t.sum(), min_value=1e-6).to(cls.device)
+        if pos.any():
+            iou_l = rotated_iou_loss(pred_boxes, boxes_t, mode=hp.iou_loss)  # (M,)
+        else:  # no positives in this process (others may have some): zero losses that keep the graph
+            iou_l = pred_boxes.sum(-1) * 0.0
+        loss_box = (iou_l * ctr_t).sum() / ctr_norm
+        loss_ctr = F.binary_cross_entropy_with_logits(out["ctr"][pos], ctr_t, reduction="sum") / num_pos
+        loss_angle = self.coder.loss(ang, boxes_t[:, 4]).sum() / num_pos * hp.angle_loss_weight
+        loss_con = self.coder.constraint_loss(ang).sum() / num_pos * hp.constraint_loss_weight
+        zero = cls.sum() * 0.0 + out["dist"].sum() * 0.0 + out["ctr"].sum() * 0.0 + out["angle"].sum() * 0.0
+        loss_box, loss_ctr, loss_angle, loss_con = (v + zero for v in (loss_box, loss_ctr, loss_angle, loss_con))
         total = loss_cls + loss_box + loss_ctr + loss_angle + loss_con
         return {"loss": total, "cls": loss_cls, "box": loss_box, "ctr": loss_ctr, "angle": loss_angle,
                 "constraint": loss_con}
