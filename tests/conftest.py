@@ -1,6 +1,7 @@
 """Shared test set-up: offline, deterministic, the tests folder importable (toy task for framework tests)."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -28,3 +29,11 @@ def subprocess_env() -> dict[str, str]:
     env["OMP_NUM_THREADS"] = "1"
     env.pop("VISIONKIT_TEST_KILL", None)
     return env
+
+
+def run_visionkit(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m visionkit *args`` in a subprocess (DDP re-executes its command line) and assert success."""
+    r = subprocess.run([sys.executable, "-m", "visionkit", *args], env=subprocess_env(), capture_output=True,
+                       text=True, timeout=timeout, cwd=cwd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r

@@ -1,11 +1,9 @@
 """DDP with 2 CPU processes (gloo) gives the single-process validation metric."""
 
 import csv
-import subprocess
-import sys
 
 import pytest
-from conftest import subprocess_env
+from conftest import run_visionkit
 
 
 def _val_metric(root):
@@ -27,10 +25,7 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     values = {}
     for name, extra in runs.items():
         root = tmp_path / name
-        r = subprocess.run([sys.executable, "-m", "visionkit", *common, *extra, "--trainer.default_root_dir",
-                            str(root)], env=subprocess_env(), capture_output=True, text=True, timeout=600,
-                           cwd=tmp_path)
-        assert r.returncode == 0, r.stderr[-3000:]
+        run_visionkit([*common, *extra, "--trainer.default_root_dir", str(root)], cwd=tmp_path)
         values[name] = _val_metric(root)
     assert len(values["single"]) == 2
     assert values["ddp"] == pytest.approx(values["single"], rel=1e-4)

@@ -1,11 +1,9 @@
 """``fit`` of the rotated detector with 2 DDP CPU processes gives the single-process losses and mAP."""
 
 import csv
-import subprocess
-import sys
 
 import pytest
-from conftest import subprocess_env
+from conftest import run_visionkit
 
 CONFIG = """
 seed_everything: 0
@@ -49,10 +47,7 @@ def test_ddp_fit_matches_single_process(tmp_path):
     values = {}
     for name, extra in runs.items():
         root = tmp_path / name
-        r = subprocess.run([sys.executable, "-m", "visionkit", "fit", "--config", str(cfg), *extra,
-                            "--trainer.default_root_dir", str(root)], env=subprocess_env(), capture_output=True,
-                           text=True, timeout=600, cwd=tmp_path)
-        assert r.returncode == 0, r.stderr[-3000:]
+        run_visionkit(["fit", "--config", str(cfg), *extra, "--trainer.default_root_dir", str(root)], cwd=tmp_path)
         values[name] = _val_rows(root)
     single, ddp = values["single"], values["ddp"]
     assert len(single) == len(ddp) == 2
