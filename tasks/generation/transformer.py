@@ -69,6 +69,36 @@ class KVCache:
         return self.k[:, :, :self.n], self.v[:, :, :self.n]
 
 
+@dataclass
+class _HeadPlan:
+    """How one output head contributes to one generation pass (None = identity / all / unit weights).
+
+    ``query``: rows of the fed group its extra block computes (keys/values come from all rows); ``rows``: the
+    row of the head's hidden states read by each predicted target; ``targets``: positions in the decoded group
+    of those targets; ``weight (n_sel, 1)``: their mean-of-predictors weights.
+    """
+
+    targets: Tensor | None
+    rows: Tensor | None
+    query: Tensor | None
+    weight: Tensor | None
+
+    def to(self, device: torch.device) -> _HeadPlan:
+        return _HeadPlan(*(None if t is None else t.to(device) for t in (self.targets, self.rows, self.query,
+                                                                          self.weight)))
+
+
+@dataclass
+class _Pass:
+    """One generation pass: fed sequence positions, decoded tokens (raster index), their rotary angles."""
+
+    pos: Tensor
+    targets: Tensor
+    cos: Tensor
+    sin: Tensor
+    heads: list[_HeadPlan]
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
         super().__init__()
@@ -80,15 +110,33 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:
+                cache: KVCache | None = None, query: Tensor | None = None) -> Tensor:
+        """Self-attention of ``x (B, L, C)``; with ``query (Lq,)`` only those rows attend (all give keys/values).
+
+        Returns ``(B, L, C)``, or ``(B, Lq, C)`` when ``query`` is given.
+        """
         B, L, C = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        H, hd = self.heads, self.head_dim
+        if query is None:
+            q, k, v = self.qkv(x).view(B, L, 3, H, hd).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
+            qcos, qsin = cos, sin
+        else:
+            # keys/values of every row (later queries read them from the cache), queries of the asked rows only
+            w, b = self.qkv.weight, self.qkv.bias
+            k, v = F.linear(x, w[C:], b[C:]).view(B, L, 2, H, hd).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
+            q = F.linear(x[:, query], w[:C], b[:C]).view(B, -1, H, hd).transpose(1, 2)  # (B, H, Lq, hd)
+            qcos, qsin = cos[query], sin[query]
+            if mask is not None:
+                mask = mask[query]
+        q, k = apply_rope(q, qcos, qsin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.append(k, v)
+        Lq = q.shape[2]
+        if Lq == 0:
+            return x.new_zeros(B, 0, C)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        return self.proj(out.transpose(1, 2).reshape(B, L, C))
+        return self.proj(out.transpose(1, 2).reshape(B, Lq, C))
 
 
 class Block(nn.Module):
@@ -104,8 +152,13 @@ class Block(nn.Module):
                                  nn.Dropout(dropout))
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin, mask, cache)
+                cache: KVCache | None = None, query: Tensor | None = None) -> Tensor:
+        """``x (B, L, C)`` -> ``(B, L, C)``; with ``query (Lq,)`` only those rows are computed -> ``(B, Lq, C)``.
+
+        Every row of ``x`` still contributes keys/values (to ``cache`` when given).
+        """
+        res = x if query is None else x[:, query]
+        x = res + self.attn(self.norm1(x), cos, sin, mask, cache, query)
         return x + self.mlp(self.norm2(x))
 
 
@@ -129,8 +182,11 @@ def sample_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_
         drop = (probs.cumsum(-1) - probs) >= top_p
         sorted_l = sorted_l.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_l)
-    probs = logits.softmax(-1).reshape(-1, V)
-    return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
+    # inverse-CDF sampling: one uniform number per token (tokens filtered to -inf have zero-width intervals)
+    cdf = logits.softmax(-1).reshape(-1, V).double().cumsum(-1)  # (T, V), double: u * total < total exactly
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=torch.float32)
+    idx = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True)  # (T, 1) first bin with cdf > u
+    return idx.clamp_(max=V - 1).view(logits.shape[:-1])
 
 
 class ARTransformer(nn.Module):
@@ -173,7 +229,7 @@ class ARTransformer(nn.Module):
         self.register_buffer("mask", ordering.attention_mask(), persistent=False)
         self.register_buffer("pred_index", ordering.pred_index, persistent=False)
         self.register_buffer("pred_weight", ordering.pred_weight(), persistent=False)
-        self._plans: dict[torch.device, list[tuple[Tensor, ...]]] = {}
+        self._plans: dict[torch.device, list[_Pass]] = {}
         self.apply(self._init_weights)
 
     @staticmethod
@@ -212,23 +268,39 @@ class ARTransformer(nn.Module):
         return out
 
     # ------------------------------------------------------------------ generation
-    def _plan(self, device: torch.device) -> list[tuple[Tensor, ...]]:
-        """Per pass: fed sequence positions, target tokens, local predictor index ``(n_t, A)`` and weights."""
+    def _plan(self, device: torch.device) -> list[_Pass]:
+        """Index tensors of every generation pass (built once per device; see :class:`_Pass`)."""
         if device not in self._plans:
             o = self.ordering
+            weight = o.pred_weight()  # (N, A)
             plan = []
             for step in range(o.num_groups):
                 pos = o.fed_positions(step)
                 targets = o.group_tokens[step]
-                inv = torch.zeros(o.seq_len, dtype=torch.long)
+                inv = torch.full((o.seq_len,), -1, dtype=torch.long)
                 inv[pos] = torch.arange(len(pos))
-                pidx = o.pred_index[targets]
-                valid = o.pred_valid[targets]
-                if not bool(torch.isin(pidx[valid], pos).all()):
-                    raise RuntimeError(f"{o}: a predictor of step {step} is not in the group fed at that step")
-                local = torch.where(valid, inv[pidx], torch.zeros_like(pidx))
-                w = o.pred_weight()[targets]
-                plan.append(tuple(t.to(device) for t in (pos, targets, local, w)))
+                heads = []
+                for a in range(o.num_heads):
+                    valid = o.pred_valid[targets, a]  # (n_t,)
+                    t_sel = valid.nonzero().view(-1)  # targets this head predicts
+                    local = inv[o.pred_index[targets[t_sel], a]]  # their predictors among the fed tokens
+                    if bool((local < 0).any()):
+                        raise RuntimeError(f"{o}: a predictor of step {step} is not in the group fed at that step")
+                    w = weight[targets[t_sel], a]
+                    if a == 0:  # the trunk runs on every fed token anyway: gather from its output
+                        query, rows = None, local
+                    else:  # the extra block computes only the rows this head reads
+                        query, rows = torch.unique(local, return_inverse=True)
+                        if torch.equal(query, torch.arange(len(pos))):
+                            query = None
+                    heads.append(_HeadPlan(
+                        targets=None if bool(valid.all()) else t_sel,
+                        rows=None if torch.equal(rows, torch.arange(len(pos))) else rows,
+                        query=query,
+                        weight=None if bool((w == 1).all()) else w.view(-1, 1),
+                    ).to(device))
+                plan.append(_Pass(pos.to(device), targets.to(device), self.rope_cos[pos].to(device),
+                                  self.rope_sin[pos].to(device), heads))
             self._plans[device] = plan
         return self._plans[device]
 
@@ -276,18 +348,28 @@ class ARTransformer(nn.Module):
         forced = tokens.reshape(B, -1) if tokens is not None else None
         all_logits = torch.zeros(B, o.num_tokens, self.vocab_size, device=device) if return_logits else None
         prev: Tensor | None = None
-        for step, (pos, targets, local, w) in enumerate(self._plan(device)):
+        for step, ps in enumerate(self._plan(device)):
             if step == 0:
                 x = self.cls_emb(lab).unsqueeze(1)  # (Bt, 1, C)
             else:
                 x = self.tok_emb(torch.cat([prev, prev]) if guided else prev)  # (Bt, n_fed, C)
-            cos, sin = self.rope_cos[pos], self.rope_sin[pos]
+            cos, sin = ps.cos, ps.sin
             for blk, cache in zip(self.blocks, caches[:depth]):
                 x = blk(x, cos, sin, None, cache)  # the fed group sees the cache and itself: no mask needed
-            logits = 0.0
-            for a in range(o.num_heads):
-                h = x if a == 0 else self.extra_blocks[a - 1](x, cos, sin, None, caches[depth + a - 1])
-                logits = logits + w[:, a, None] * self.head_logits(a, h[:, local[:, a]])  # (Bt, n_t, V)
+            logits: Tensor | None = None
+            for a, hp in enumerate(ps.heads):
+                h = x if a == 0 else self.extra_blocks[a - 1](x, cos, sin, None, caches[depth + a - 1], hp.query)
+                la = self.head_logits(a, h if hp.rows is None else h[:, hp.rows])  # (Bt, n_sel, V)
+                if hp.weight is not None:
+                    la = la * hp.weight
+                if hp.targets is None:
+                    logits = la if logits is None else logits + la
+                else:
+                    if logits is None:
+                        logits = la.new_zeros(Bt, len(ps.targets), self.vocab_size)
+                    logits = logits.index_add(1, hp.targets, la)
+            assert logits is not None
+            targets = ps.targets
             if guided:
                 cond, unc = logits.chunk(2)
                 frac = step / o.num_groups

@@ -1,5 +1,6 @@
 """AutoregressiveGenerationTask: the task contract, the training loop with judge metrics, VQ tokens."""
 
+import pytest
 import torch
 from lightning.pytorch import Trainer
 
@@ -96,3 +97,22 @@ def test_vq_tokens_cached_and_used(tmp_path):
     assert torch.isfinite(ar.compute_losses(batch)["loss"])
     out = ar.generate(batch["label"])
     assert out["image"].shape == (4, 3, 16, 16)
+
+
+def test_samples_per_image_feeds_k_samples_per_real_image(tmp_path):
+    judge = JudgeClassifier(1, 10, width=8, feature_dim=16)
+    save_judge(judge, tmp_path / "judge.pt")
+    task = _task(judge_path=str(tmp_path / "judge.pt"), samples_per_image=3).eval()
+    batch = {"image": torch.rand(5, 1, 8, 8), "label": torch.tensor([0, 1, 2, 3, 4])}
+    seen = []
+    orig = task.model.generate
+    task.model.generate = lambda labels, **kw: (seen.append(labels.clone()), orig(labels, **kw))[1]
+    metrics = task.test_metrics
+    task.update_metrics(metrics, task(batch), batch)
+    # one sample from task(batch), then two more for each label
+    assert torch.equal(torch.cat(seen), torch.tensor([0, 1, 2, 3, 4] * 3))
+    fid = metrics["fid"]
+    assert int(fid.real_features_num_samples) == 5 and int(fid.fake_features_num_samples) == 15
+    assert int(metrics["judge_accuracy"].total) == 15
+    with pytest.raises(ValueError, match="samples_per_image"):
+        _task(samples_per_image=0)

@@ -57,7 +57,7 @@ def test_no_leakage(kind, shape):
     assert any_changed  # the check is sensitive: later targets do depend on the changed tokens
 
 
-@pytest.mark.parametrize("kind,shape", [("nar", (4, 5)), ("raster", (3, 4)), ("nar", (2, 3, 3))])
+@pytest.mark.parametrize("kind,shape", [("nar", (4, 5)), ("raster", (3, 4)), ("nar", (2, 3, 3)), ("nar", (1, 3, 4))])
 @pytest.mark.parametrize("cfg", [1.0, 2.5])
 def test_kv_cache_generation_equals_full_masked_forward(kind, shape, cfg):
     m = _model(kind, shape)
@@ -163,3 +163,26 @@ def test_training_loss_drops():
     m.eval()
     out = m.generate(torch.tensor([0, 1]), temperature=0)
     assert torch.equal(out, pats)
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 4)])
+def test_extra_blocks_compute_only_the_rows_their_head_reads(shape):
+    """Each extra block still caches keys/values of every fed token, but its query rows (attention output,
+    MLP) are only the tokens whose neighbour along the head's axis exists: one grid slice fewer."""
+    m = _model("nar", shape)
+    o = m.ordering
+    fed, computed = [], []
+    hooks = [m.extra_blocks[a].norm1.register_forward_hook(lambda mod, i, out, a=a: fed.append((a, out.shape[1])))
+             for a in range(len(m.extra_blocks))]
+    hooks += [m.extra_blocks[a].mlp.register_forward_hook(lambda mod, i, out, a=a: computed.append((a, out.shape[1])))
+              for a in range(len(m.extra_blocks))]
+    m.generate(torch.tensor([0, 1]))
+    for h in hooks:
+        h.remove()
+    for a in range(len(m.extra_blocks)):
+        axis = o.coords.shape[1] - 2 - a  # head a + 1 reads one step back along this axis
+        n_fed = sum(n for b, n in fed if b == a)
+        n_rows = sum(n for b, n in computed if b == a)
+        assert n_fed == o.seq_len - len(o.group_tokens[-1])  # keys/values: the prefix and every fed token
+        # queries: the prefix (predicts the origin) and the tokens not on the last slice of the axis
+        assert n_rows == 1 + int((o.coords[:, axis] < shape[axis] - 1).sum())
