@@ -59,7 +59,7 @@ from torchmetrics import Metric, MetricCollection
 
 from visionkit.backbones import build_backbone
 from visionkit.metrics.dota_map import DOTAMeanAP
-from visionkit.ops.rotated_boxes import box_iou_rotated, regularize_obb
+from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb import pointobb_views as V
 from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
@@ -124,12 +124,16 @@ class MILHead(nn.Module):
         hidden: width of the shared layers.
         num_classes: foreground classes.
         cls_bias: initial bias of the class logits.
+        background: add a background logit (last column of the class logits) for a softmax over classes +
+            background.
     """
 
-    def __init__(self, in_dim: int, hidden: int, num_classes: int, cls_bias: float = 0.0) -> None:
+    def __init__(self, in_dim: int, hidden: int, num_classes: int, cls_bias: float = 0.0,
+                 background: bool = False) -> None:
         super().__init__()
+        self.background = background
         self.fc = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
-        self.cls = nn.Linear(hidden, num_classes)
+        self.cls = nn.Linear(hidden, num_classes + int(background))
         self.ins = nn.Linear(hidden, num_classes)
         for m in (self.cls, self.ins):
             nn.init.normal_(m.weight, std=0.01)
@@ -137,7 +141,7 @@ class MILHead(nn.Module):
         nn.init.constant_(self.cls.bias, cls_bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(K, in_dim)`` -> class logits ``(K, C)``, instance logits ``(K, C)``."""
+        """``(K, in_dim)`` -> class logits ``(K, C)`` (``(K, C + 1)`` with background), instance logits ``(K, C)``."""
         h = self.fc(x)
         return self.cls(h), self.ins(h)
 
@@ -164,6 +168,8 @@ class PointOBB(nn.Module):
         agnostic_classes: rotation-agnostic classes (horizontal proposals, no angle loss).
         stage0_sigmoid: stage 0 scores classes with sigmoids and also learns background from the negatives
             (default: softmax over classes, as in the paper).
+        stage0_background: stage 0 scores with a softmax over the classes and a background class that the
+            negatives train (objectness); the bag scores use the class columns.
         normalize: standardise [0, 1] images with the ImageNet mean/std.
     """
 
@@ -188,6 +194,7 @@ class PointOBB(nn.Module):
         angle_convs: int = 2,
         agnostic_classes: Sequence[int] = (),
         stage0_sigmoid: bool = False,
+        stage0_background: bool = False,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -200,8 +207,11 @@ class PointOBB(nn.Module):
         self.fpn = FPN(list(self.backbone.out_channels), fpn_channels)
         self.roi_size, self.topk, self.finest_scale = roi_size, topk, float(finest_scale)
         in_dim = fpn_channels * roi_size * roi_size
+        if stage0_sigmoid and stage0_background:
+            raise ValueError("model.init_args.stage0_sigmoid/stage0_background: choose one")
         self.stage0_sigmoid = stage0_sigmoid
-        self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0)
+        self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0,
+                             background=stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
         self.head1 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0))
         layers: list[nn.Module] = []
@@ -356,9 +366,10 @@ class PointOBB(nn.Module):
         return torch.stack([x, y, w2, h2, th.expand_as(x)], -1)
 
     def negatives(self, boxes0: Tensor, batch_idx: Tensor, batch_size: int,
-                  image_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+                  image_size: tuple[int, int], points: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Random negative proposals: ``boxes (M, 5)`` and their images ``(M,)`` (IoU < ``neg_iou_thr`` with every
-        stage-0 box of their image)."""
+        stage-0 box ``(N, 5)`` of their image and, when the points ``(N, 2)`` are given, containing none of the
+        image's points)."""
         H, W = image_size
         n = self.num_negatives
         dev, dt = boxes0.device, boxes0.dtype
@@ -373,20 +384,26 @@ class PointOBB(nn.Module):
         xy = torch.rand(bi.shape[0], 2, device=dev, dtype=dt) * torch.tensor([W, H], device=dev, dtype=dt)
         th = (torch.rand(bi.shape[0], 1, device=dev, dtype=dt) - 0.5) * math.pi
         neg = torch.cat([xy, wh, th], 1)
+        same = bi[:, None] == batch_idx[None]  # (M, N) negative and object in the same image
         iou = box_iou_rotated(neg, boxes0)  # (M, N)
-        iou = torch.where(bi[:, None] == batch_idx[None], iou, torch.zeros_like(iou))
-        keep = iou.amax(1) < self.neg_iou_thr
+        keep = torch.where(same, iou, torch.zeros_like(iou)).amax(1) < self.neg_iou_thr
+        if points is not None:  # a negative covers no annotated point of its image
+            inside = points_in_obb(points, neg).T if neg.shape[0] else same  # (M, N)
+            keep &= ~(inside & same).any(1)
         return neg[keep], bi[keep]
 
     def mil_scores(self, head: MILHead, feats: Sequence[Tensor], bags: Tensor, batch_idx: Tensor,
                    image_size: tuple[int, int], sigmoid: bool) -> tuple[Tensor, Tensor, Tensor]:
         """Class and instance probabilities of bags ``(N, K, 5)``: ``cls (N, K, C)`` (softmax over classes, or
-        sigmoid), ``ins (N, K, C)`` (softmax over the bag) and the raw class logits ``(N, K, C)``."""
+        sigmoid; with a background head, the class columns of the softmax over classes + background),
+        ``ins (N, K, C)`` (softmax over the bag) and the raw class logits ``(N, K, C)``."""
         N, K = bags.shape[:2]
         x = self.roi_features(feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K), image_size)
         cls_logit, ins_logit = head(x)
         cls_logit, ins_logit = cls_logit.view(N, K, -1), ins_logit.view(N, K, -1)
         cls = torch.sigmoid(cls_logit) if sigmoid else torch.softmax(cls_logit, -1)
+        if head.background:  # the bag scores use the class columns of the softmax over classes + background
+            cls, cls_logit = cls[..., :-1], cls_logit[..., :-1]
         return cls, torch.softmax(ins_logit, 1), cls_logit
 
     def pseudo_boxes(self, bags: Tensor, cls: Tensor, ins: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -496,12 +513,14 @@ class PointOBBTask(BaseTask):
         backbone, backbone_kwargs, fpn_channels: feature extractor.
         angle_coder: ``"ucr"`` (default), ``"psc"`` or ``"plain"``; coder_kwargs: its arguments.
         bag_scales, bag_ratios, topk, roi_size, head_dim, finest_scale, jitter_scales, jitter_offsets,
-        num_negatives, neg_iou_thr, d2s_radius, angle_convs, agnostic_classes, stage0_sigmoid: see
+        num_negatives, neg_iou_thr, d2s_radius, angle_convs, agnostic_classes, stage0_sigmoid,
+        stage0_background: see
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
         constraint_loss_weight: weight of the coder's constraint loss (UCR's unit circle).
-        neg_loss_weight: weight of the stage-1 negative (background) focal loss.
+        neg_loss_weight: weight of the negative (background) focal loss.
+        neg_avoid_points: negatives must also contain none of their image's points.
         view_scale_range: range of the resize factor; view_angle_range: rotation range in units of pi;
         rotate_prob: probability of the rotated view (else flipped).
         angle_loss_start, angle_proposal_start: fractions of the training steps at which the symmetry loss is
@@ -537,12 +556,14 @@ class PointOBBTask(BaseTask):
         angle_convs: int = 2,
         agnostic_classes: list[int] = (),
         stage0_sigmoid: bool = False,
+        stage0_background: bool = False,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
         sym_beta: float = 0.1,
         constraint_loss_weight: float = 0.05,
         neg_loss_weight: float = 1.0,
+        neg_avoid_points: bool = True,
         view_scale_range: tuple[float, float] = (0.5, 1.5),
         view_angle_range: tuple[float, float] = (0.25, 0.75),
         rotate_prob: float = 0.95,
@@ -576,7 +597,8 @@ class PointOBBTask(BaseTask):
             roi_size=hp.roi_size, head_dim=hp.head_dim, finest_scale=hp.finest_scale,
             jitter_scales=hp.jitter_scales, jitter_offsets=hp.jitter_offsets, num_negatives=hp.num_negatives,
             neg_iou_thr=hp.neg_iou_thr, d2s_radius=hp.d2s_radius, angle_convs=hp.angle_convs,
-            agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid)
+            agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
+            stage0_background=hp.stage0_background)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
@@ -627,11 +649,15 @@ class PointOBBTask(BaseTask):
         mil0 = F.binary_cross_entropy(_bag(out["cls0"], out["ins0"]), onehot, reduction="sum") / n
         mil1 = F.binary_cross_entropy(_bag(out["cls1"], out["ins1"]), onehot, reduction="sum") / n
         # negatives of stage 1: every class towards background (focal, gamma 2)
-        neg_boxes, neg_b = m.negatives(out["box0"].detach(), bidx, images.shape[0], size)
+        neg_boxes, neg_b = m.negatives(out["box0"].detach(), bidx, images.shape[0], size,
+                                       points=out["points"] if hp.neg_avoid_points else None)
         if neg_boxes.shape[0]:
             x = m.roi_features(out["feats"], neg_boxes, neg_b, size)
             heads = (m.head0, m.head1) if m.stage0_sigmoid else (m.head1,)
-            neg = sum(_focal_negative(torch.sigmoid(h(x)[0])) for h in heads) * hp.neg_loss_weight
+            neg = sum(_focal_negative(torch.sigmoid(h(x)[0])) for h in heads)
+            if m.head0.background:
+                neg = neg + _focal_background(m.head0(x)[0])
+            neg = neg * hp.neg_loss_weight
         else:
             neg = zero
         # scale-sensitive consistency with the resized view
@@ -718,6 +744,12 @@ class PointOBBTask(BaseTask):
 def _focal_negative(p: Tensor) -> Tensor:
     """Focal loss (gamma 2) of sigmoid scores ``(M, C)`` towards background, summed over classes, averaged."""
     return -(p.pow(2) * torch.log((1 - p).clamp_min(1e-6))).sum(1).mean()
+
+
+def _focal_background(logits: Tensor) -> Tensor:
+    """Focal loss (gamma 2) of the background column (last) of a softmax ``(M, C + 1)``, averaged."""
+    logp = torch.log_softmax(logits, -1)[:, -1]
+    return -((1 - logp.exp()).pow(2) * logp).mean()
 
 
 def _bag(cls: Tensor, ins: Tensor) -> Tensor:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from shapely.geometry import Polygon
+from shapely.geometry import Point, Polygon
 
 from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
@@ -144,6 +144,39 @@ def test_negatives_overlap_little_with_the_boxes_of_their_image():
             if gb == b:
                 pg = Polygon(obb2corners(g[None])[0].tolist())
                 assert pn.intersection(pg).area / pn.union(pg).area < 0.3 + 1e-6
+
+
+def test_negatives_cover_no_point_of_their_image():
+    m = _model(num_negatives=64, neg_iou_thr=1.01)  # IoU filter off: only the point filter acts
+    torch.manual_seed(1)
+    boxes0 = torch.tensor([[30.0, 30.0, 60.0, 40.0, 0.3], [90.0, 80.0, 60.0, 40.0, -0.7],
+                           [60.0, 60.0, 50.0, 40.0, 1.0]])
+    points = boxes0[:, :2] + torch.tensor([[3.0, -2.0], [0.0, 4.0], [-5.0, 1.0]])
+    bidx = torch.tensor([0, 0, 1])
+    neg, nb = m.negatives(boxes0, bidx, 2, (128, 128), points=points)
+    all_neg, _ = m.negatives(boxes0, bidx, 2, (128, 128))
+    assert 0 < neg.shape[0] < all_neg.shape[0]  # large random boxes often cover a point: some are dropped
+    for box, b in zip(neg, nb):
+        poly = Polygon(obb2corners(box[None])[0].tolist())
+        for p, pb in zip(points, bidx):
+            if pb == b:
+                assert not poly.covers(Point(p.tolist()))
+
+
+def test_background_head_scores_classes_and_background():
+    m = _model(stage0_background=True)
+    assert m.head0.cls.out_features == 4 and m.head0.ins.out_features == 3
+    batch = _batch(2)
+    out = m.run(batch["image"], list(batch["points"]), list(batch["labels"]), rotate_proposals=False)
+    # class columns of a softmax over classes + background: positive, summing to less than one
+    assert out["cls0"].shape[-1] == 3 and (out["cls0"] > 0).all() and (out["cls0"].sum(-1) < 1).all()
+    with pytest.raises(ValueError, match="choose one"):
+        _model(stage0_background=True, stage0_sigmoid=True)
+    task = PointOBBTask(stage0_background=True, **TINY)
+    losses = task.compute_losses(batch)
+    assert float(losses["neg"]) > 0
+    losses["loss"].backward()
+    assert task.model.head0.cls.weight.grad[3].abs().sum() > 0  # the negatives train the background logit
 
 
 def test_pseudo_box_is_the_weighted_mean_of_the_top_k():
