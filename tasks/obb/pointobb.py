@@ -338,6 +338,37 @@ class PointOBB(nn.Module):
             thetas.append(self.coder.decode(enc))
         return torch.stack(thetas, 1), torch.stack(encs, 1), torch.stack(cons, 1)
 
+    def dense_view_angles(self, amaps: Sequence[Tensor], amaps_v: Sequence[Tensor], view: str, param: float,
+                          image_size: tuple[int, int]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Decoded angles of every cell of the original view and of the same image point in another view.
+
+        Args:
+            amaps, amaps_v: per level ``(B, D, h_l, w_l)`` encodings of the original and of the view.
+            view, param: ``'rotate'`` (angle) or ``'vflip'`` (see :mod:`~visionkit.tasks.obb.pointobb_views`).
+            image_size: ``(H, W)`` of both views.
+
+        Returns:
+            per level ``theta (B, h_l, w_l)`` of the original, ``theta_v (B, h_l, w_l)`` bilinearly sampled from
+            the view at the mapped cell centres, and ``valid (h_l, w_l)`` bool (mapped centre inside the view by
+            at least half a stride).
+        """
+        H, W = image_size
+        th_o, th_v, valid = [], [], []
+        for level, (a, av) in enumerate(zip(amaps, amaps_v)):
+            stride = self.strides[level]
+            B, D, h, w = a.shape
+            ys = (torch.arange(h, device=a.device, dtype=a.dtype) + 0.5) * stride
+            xs = (torch.arange(w, device=a.device, dtype=a.dtype) + 0.5) * stride
+            yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+            q = V.transform_points(torch.stack([xx.reshape(-1), yy.reshape(-1)], -1), view, image_size, param)
+            g = torch.stack([q[:, 0] * (2.0 / (w * stride)) - 1, q[:, 1] * (2.0 / (h * stride)) - 1], -1)
+            sampled = F.grid_sample(av, g.view(1, h, w, 2).expand(B, h, w, 2), mode="bilinear",
+                                    padding_mode="border", align_corners=False)  # (B, D, h, w)
+            th_o.append(self.coder.decode(a.permute(0, 2, 3, 1)))
+            th_v.append(self.coder.decode(sampled.permute(0, 2, 3, 1)))
+            valid.append(V.inside_image(q, (h * stride, w * stride), margin=stride / 2).view(h, w))
+        return th_o, th_v, valid
+
     # ------------------------------------------------------------------------------------------ MIL
     def stage0_bags(self, points: Tensor, theta: Tensor | None, labels: Tensor) -> Tensor:
         """Stage-0 proposals ``(N, S*R, 5)`` centred on the points.
@@ -449,8 +480,8 @@ class PointOBB(nn.Module):
         box1, bag1 = self.pseudo_boxes(bags1, cls1, ins1, lab)
         return {"boxes": regularize_obb(box1.detach(), "le90"), "scores": bag1.detach().clamp(0, 1),
                 "labels": lab, "batch_idx": bidx, "points": pts, "feats": feats, "theta": theta, "enc": enc,
-                "constraint": cons, "bags0": bags0, "cls0": cls0, "ins0": ins0, "bag0": bag0, "box0": box0,
-                "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
+                "constraint": cons, "amaps": amaps, "bags0": bags0, "cls0": cls0, "ins0": ins0, "bag0": bag0,
+                "box0": box0, "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
 
     @torch.no_grad()
     def predict(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
@@ -518,11 +549,17 @@ class PointOBBTask(BaseTask):
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
+        sym_dense_weight: weight of the same symmetry relation applied at every cell of every FPN level
+            (0: only at the points, as in the paper).
         constraint_loss_weight: weight of the coder's constraint loss (UCR's unit circle).
         neg_loss_weight: weight of the negative (background) focal loss.
         neg_avoid_points: negatives must also contain none of their image's points.
         view_scale_range: range of the resize factor; view_angle_range: rotation range in units of pi;
         rotate_prob: probability of the rotated view (else flipped).
+        rotate_padding: fill of the rotated view's corners, ``'zeros'`` or ``'reflection'`` (see
+            :func:`~visionkit.tasks.obb.pointobb_views.rotate_view`), or ``'disc'``: the symmetry loss compares
+            the disc inscribed in the image (outside filled with the image mean) in both views, at the cost of one
+            more backbone pass, and skips points outside the disc.
         angle_loss_start, angle_proposal_start: fractions of the training steps at which the symmetry loss is
             switched on and the predicted angles are written into the proposals.
         pretrained: load pretrained backbone weights (timm; needs the weights available locally).
@@ -561,12 +598,14 @@ class PointOBBTask(BaseTask):
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
         sym_beta: float = 0.1,
+        sym_dense_weight: float = 0.0,
         constraint_loss_weight: float = 0.05,
         neg_loss_weight: float = 1.0,
         neg_avoid_points: bool = True,
         view_scale_range: tuple[float, float] = (0.5, 1.5),
         view_angle_range: tuple[float, float] = (0.25, 0.75),
         rotate_prob: float = 0.95,
+        rotate_padding: str = "zeros",
         angle_loss_start: float = 0.25,
         angle_proposal_start: float = 0.6,
         pretrained: bool = False,
@@ -675,19 +714,39 @@ class PointOBBTask(BaseTask):
         # symmetry-based angle learning with the rotated / flipped view
         sym, con = zero, zero
         if angle_on:
+            base, amaps_o, theta_o, cons_o = images, out["amaps"], out["theta"], out["constraint"]  # theta (N, L)
+            disc = hp.rotate_padding == "disc"
+            if disc:  # both views see the same disc of content: the frame of the image gives away no turn
+                mask = V.disc_mask(size, images.device, images.dtype)  # (1, 1, H, W)
+                fill = images.mean((2, 3), keepdim=True)
+                base = images * mask + fill * (1 - mask)
+                amaps_o = m.angle_maps(m.features(base))
+                theta_o, _, cons_o = m.dense_to_sparse(amaps_o, out["points"], bidx, size)
             if views.flip:
-                img_v, kind, param = V.vflip_view(images), "vflip", 0.0
+                img_v, kind, param = V.vflip_view(base), "vflip", 0.0
             else:
-                img_v, kind, param = V.rotate_view(images, views.angle), "rotate", views.angle
+                pad = "zeros" if disc else hp.rotate_padding
+                img_v, kind, param = V.rotate_view(base, views.angle, pad), "rotate", views.angle
+            if disc:
+                img_v = img_v * mask + fill * (1 - mask)
             pts_v = V.transform_points(out["points"], kind, size, param)
-            theta_v, _, cons_v = m.dense_to_sparse(m.angle_maps(m.features(img_v)), pts_v, bidx, size)
-            theta_o = out["theta"]  # (N, L)
+            amaps_v = m.angle_maps(m.features(img_v))
+            theta_v, _, cons_v = m.dense_to_sparse(amaps_v, pts_v, bidx, size)
             d = theta_o + theta_v if views.flip else (theta_o - theta_v) - param
             d = wrap_le90(d)
             valid = V.inside_image(pts_v, size) & ~m.agnostic[lab]  # (N,)
+            if disc:
+                valid &= V.inside_disc(out["points"], size)
             w = valid.to(d.dtype)[:, None].expand_as(d)
             sym = (_smooth_l1(d, hp.sym_beta) * w).sum() / w.sum().clamp_min(1.0) * hp.sym_weight
-            con = ((out["constraint"] + cons_v) * w).sum() / w.sum().clamp_min(1.0) * hp.constraint_loss_weight
+            if hp.sym_dense_weight > 0:  # the same relation at every cell of every level
+                th_o, th_v, ok = m.dense_view_angles(amaps_o, amaps_v, kind, param, size)
+                dense = zero
+                for a, b, v in zip(th_o, th_v, ok):
+                    dd = wrap_le90(a + b if views.flip else (a - b) - param)
+                    dense = dense + (_smooth_l1(dd, hp.sym_beta) * v).sum() / (v.sum() * dd.shape[0]).clamp_min(1)
+                sym = sym + dense / len(th_o) * hp.sym_dense_weight
+            con = ((cons_o + cons_v) * w).sum() / w.sum().clamp_min(1.0) * hp.constraint_loss_weight
         total = mil0 + mil1 + neg + ssc + sym + con
         return {"loss": total, "mil0": mil0, "mil1": mil1, "neg": neg, "ssc": ssc, "sym": sym, "constraint": con}
 

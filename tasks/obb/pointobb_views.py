@@ -35,6 +35,8 @@ __all__ = [
     "transform_points",
     "transform_boxes",
     "inside_image",
+    "disc_mask",
+    "inside_disc",
 ]
 
 
@@ -132,9 +134,14 @@ def resize_view(images: Tensor, scale: float) -> Tensor:
                          recompute_scale_factor=False, antialias=scale < 1)
 
 
-def rotate_view(images: Tensor, angle: float) -> Tensor:
+def rotate_view(images: Tensor, angle: float, padding: str = "zeros") -> Tensor:
     """Turn ``(B, C, H, W)`` images about their centre by ``angle`` radians counter-clockwise on screen
-    (bilinear, zero padding, same size)."""
+    (bilinear, same size).
+
+    ``padding`` fills the corners that come from outside the image: ``'zeros'``, or ``'reflection'`` (mirrored
+    content; on small images, where a receptive field spans the whole image, the straight edges of zero-filled
+    corners give away the turn itself).
+    """
     B, _, H, W = images.shape
     # output pixel p' samples the input at c + R(angle)^-1 (p' - c); in grid_sample's normalised coordinates
     # (x_n = 2x/W - 1, y_n = 2y/H - 1) that is D^-1 R^T D with D = diag(W/2, H/2)
@@ -144,7 +151,24 @@ def rotate_view(images: Tensor, angle: float) -> Tensor:
     theta = torch.cat([a, torch.zeros(2, 1, dtype=torch.float64, device=images.device)], 1)
     grid = F.affine_grid(theta[None].expand(B, 2, 3).to(images.dtype), [B, images.shape[1], H, W],
                          align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def disc_mask(size: tuple[int, int], device: torch.device | None = None,
+              dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(1, 1, H, W)`` anti-aliased mask of the disc inscribed in an ``(H, W)`` image (1 inside)."""
+    H, W = size
+    ys = torch.arange(H, device=device, dtype=dtype) + 0.5 - H / 2
+    xs = torch.arange(W, device=device, dtype=dtype) + 0.5 - W / 2
+    r = torch.hypot(ys[:, None], xs[None, :])
+    return (min(H, W) / 2 - r + 0.5).clamp(0, 1)[None, None]
+
+
+def inside_disc(points: Tensor, size: tuple[int, int], margin: float = 0.0) -> Tensor:
+    """``(N,)`` bool: the points lie within ``min(H, W) / 2 - margin`` of the image centre."""
+    H, W = size
+    c = points.new_tensor([W / 2, H / 2])
+    return (points - c).norm(dim=-1) <= min(H, W) / 2 - margin
 
 
 def vflip_view(images: Tensor) -> Tensor:
