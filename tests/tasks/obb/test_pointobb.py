@@ -347,3 +347,25 @@ def test_two_step_pipeline_through_the_cli(tmp_path):
     cfg2 = ["--config", str(root / "configs/obb/pointobb_synthetic_detector.yaml")]
     subprocess.run(step1 + ["fit"] + cfg2 + small + ["--data.init_args.pseudo_label_dir", str(labels)], **run)
     assert (tmp_path / "runs/PointOBBDetector/checkpoints/last.ckpt").exists()
+
+
+def test_dense_view_angles_of_an_equivariant_field():
+    from visionkit.tasks.obb import pointobb_views as V
+
+    m = _model()
+    size = (64, 64)
+    delta, alpha = 0.9, 0.3
+    # constant angle alpha in the original; the turned view holds alpha - delta everywhere
+    amaps = [m.coder.encode(torch.full((2, 64 // s, 64 // s), alpha)).permute(0, 3, 1, 2) for s in m.strides]
+    amaps_v = [m.coder.encode(torch.full((2, 64 // s, 64 // s), alpha - delta)).permute(0, 3, 1, 2)
+               for s in m.strides]
+    th_o, th_v, ok = m.dense_view_angles(amaps, amaps_v, "rotate", delta, size)
+    for a, b, v, s in zip(th_o, th_v, ok, m.strides):
+        d = torch.remainder(a - b - delta + math.pi / 2, math.pi) - math.pi / 2
+        assert d.abs().max() < 1e-4
+        # validity: the mapped cell centre lies inside the view by half a stride
+        ys = (torch.arange(64 // s) + 0.5) * s
+        yy, xx = torch.meshgrid(ys, ys, indexing="ij")
+        q = V.transform_points(torch.stack([xx.reshape(-1), yy.reshape(-1)], -1), "rotate", size, delta)
+        assert torch.equal(v.reshape(-1), V.inside_image(q, size, margin=s / 2))
+    assert ok[0].any() and not ok[0].all()  # the turned corners of the finest level fall outside
