@@ -369,3 +369,16 @@ def test_dense_view_angles_of_an_equivariant_field():
         q = V.transform_points(torch.stack([xx.reshape(-1), yy.reshape(-1)], -1), "rotate", size, delta)
         assert torch.equal(v.reshape(-1), V.inside_image(q, size, margin=s / 2))
     assert ok[0].any() and not ok[0].all()  # the turned corners of the finest level fall outside
+
+
+def test_disc_mask_is_a_disc_that_a_turn_keeps():
+    from visionkit.tasks.obb import pointobb_views as V
+
+    m = V.disc_mask((64, 64), dtype=torch.float64)
+    assert m.shape == (1, 1, 64, 64)
+    assert abs(float(m.sum()) - math.pi * 32**2) < 0.01 * math.pi * 32**2
+    assert float(m[0, 0, 0, 0]) == 0.0 and float(m[0, 0, 32, 32]) == 1.0
+    turned = V.rotate_view(m, 1.1)
+    assert (turned - m).abs().mean() < 0.01  # only interpolation at the rim differs
+    pts = torch.tensor([[32.0, 32.0], [2.0, 2.0], [32.0, 1.0], [60.0, 10.0]])
+    assert V.inside_disc(pts, (64, 64)).tolist() == [True, False, True, False]

@@ -143,14 +143,3 @@ def test_rotation_direction_is_counter_clockwise_on_screen():
     b = V.transform_boxes(torch.tensor([[74.0, 64.0, 10.0, 4.0, 0.0]], dtype=torch.float64), "rotate", (128, 128),
                           math.pi / 2)
     assert math.isclose(float(b[0, 4]), -math.pi / 2, abs_tol=1e-12)
-
-
-def test_disc_mask_is_a_disc_that_a_turn_keeps():
-    m = V.disc_mask((64, 64), dtype=torch.float64)
-    assert m.shape == (1, 1, 64, 64)
-    assert abs(float(m.sum()) - math.pi * 32**2) < 0.01 * math.pi * 32**2
-    assert float(m[0, 0, 0, 0]) == 0.0 and float(m[0, 0, 32, 32]) == 1.0
-    turned = V.rotate_view(m, 1.1)
-    assert (turned - m).abs().mean() < 0.01  # only interpolation at the rim differs
-    pts = torch.tensor([[32.0, 32.0], [2.0, 2.0], [32.0, 1.0], [60.0, 10.0]])
-    assert V.inside_disc(pts, (64, 64)).tolist() == [True, False, True, False]
