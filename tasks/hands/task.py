@@ -45,7 +45,10 @@ class HandReconstructionTask(BaseTask):
             hidden, patch: see :class:`~visionkit.tasks.hands.dir.DIRNet`.
         w_joints3d, w_joints2d, w_vertices, w_bones, w_offset: loss weights (Huber losses on root-relative
             joints in cm, 2D joints in units of 4 px, root-relative vertices in cm, bone lengths in cm and the
-            right-to-left root offset in cm), summed over all estimates.
+            right-to-left root offset in cm), each a weighted mean over the estimates.
+        iteration_weights: weight of each estimate in that mean (initial estimate first, then every
+            iteration; normalised to sum 1), equal weights if None. Weighing later iterations more makes the
+            shared features serve the refinement, whose output is the prediction.
         init_weights: checkpoint whose model weights initialise this task (a second training stage).
         freeze_initial: train only the refinement iterations: the backbone, pyramid and initial-estimate heads
             are frozen (and kept in eval mode).
@@ -75,6 +78,7 @@ class HandReconstructionTask(BaseTask):
         w_vertices: float = 1.0,
         w_bones: float = 1.0,
         w_offset: float = 0.5,
+        iteration_weights: tuple[float, ...] | None = None,
         init_weights: str | None = None,
         freeze_initial: bool = False,
         **kwargs: Any,
@@ -172,22 +176,29 @@ class HandReconstructionTask(BaseTask):
         def masked(err: Tensor, mask: Tensor) -> Tensor:
             return (err * mask).sum() / mask.sum().clamp_min(1)
 
+        n = len(outs)
+        weights = hp.iteration_weights if hp.iteration_weights is not None else [1.0] * n
+        if len(weights) != n:
+            raise ValueError(f"model.init_args.iteration_weights: expected {n} weights (initial estimate + "
+                             f"{n - 1} iterations), got {len(weights)}")
+        total = float(sum(weights))
         terms = {"joints3d": 0.0, "joints2d": 0.0, "bones": 0.0, "offset": 0.0, "vertices": 0.0}
-        for out in outs:
-            terms["joints3d"] += masked(F.huber_loss(out["rel"] / 10, gt_rel / 10, reduction="none").sum(-1),
+        for wk, out in zip(weights, outs):
+            wk = wk / total
+            terms["joints3d"] += wk * masked(F.huber_loss(out["rel"] / 10, gt_rel / 10, reduction="none").sum(-1),
                                         rel_valid)
-            px = (out["uv"] + 1) * out["uv"].new_tensor([W, H]) / 2
-            terms["joints2d"] += masked(F.huber_loss(px / 4, gt_2d / 4, reduction="none").sum(-1), valid)
-            terms["bones"] += masked(F.huber_loss(bone_lengths(out["rel"]) / 10, gt_bones / 10, reduction="none"),
+            uv = out["uv"]
+            px = (uv + 1) * uv.new_tensor([W, H]) / 2
+            terms["joints2d"] += wk * masked(F.huber_loss(px / 4, gt_2d / 4, reduction="none").sum(-1), valid)
+            terms["bones"] += wk * masked(F.huber_loss(bone_lengths(out["rel"]) / 10, gt_bones / 10, reduction="none"),
                                      bone_valid)
-            terms["offset"] += masked(F.huber_loss(out["offset"] / 10, gt_offset / 10, reduction="none").sum(-1),
+            terms["offset"] += wk * masked(F.huber_loss(out["offset"] / 10, gt_offset / 10, reduction="none").sum(-1),
                                       both)
             if verts is not None and "vertices" in out:
                 tv, vv = verts
                 err = F.huber_loss(out["vertices"] / 10, tv / 10, reduction="none").sum(-1)  # (B, 2V)
-                terms["vertices"] += masked(err, vv.repeat_interleave(err.shape[1] // 2, 1))
-        n = len(outs)
-        losses = {k: torch.as_tensor(v, dtype=image.dtype, device=image.device) / n for k, v in terms.items()}
+                terms["vertices"] += wk * masked(err, vv.repeat_interleave(err.shape[1] // 2, 1))
+        losses = {k: torch.as_tensor(v, dtype=image.dtype, device=image.device) for k, v in terms.items()}
         losses["loss"] = (hp.w_joints3d * losses["joints3d"] + hp.w_joints2d * losses["joints2d"]
                           + hp.w_bones * losses["bones"] + hp.w_offset * losses["offset"]
                           + hp.w_vertices * losses["vertices"])

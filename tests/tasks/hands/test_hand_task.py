@@ -58,6 +58,37 @@ def test_short_training_lowers_the_loss(batch):
     assert float(task.compute_losses(batch)["loss"]) < 0.7 * first
 
 
+
+def test_iteration_weights_weigh_each_estimate(batch):
+    torch.manual_seed(0)
+    task = HandReconstructionTask(**TINY)
+    # break the zero-initialised identity so the three estimates (and their losses) differ
+    with torch.no_grad():
+        for block in task.model.blocks:
+            block.head[-1].weight.normal_(0, 0.02)
+    single = []
+    for k in range(3):
+        task.hparams.iteration_weights = [float(i == k) for i in range(3)]
+        single.append(task.compute_losses(batch))
+    assert single[0]["joints3d"] != single[2]["joints3d"]
+    task.hparams.iteration_weights = [1.0, 2.0, 3.0]
+    mixed = task.compute_losses(batch)
+    for key in ("loss", "joints3d", "joints2d", "bones", "offset"):
+        expect = (single[0][key] + 2 * single[1][key] + 3 * single[2][key]) / 6
+        assert torch.allclose(mixed[key], expect, rtol=1e-5), key
+    # the default weighs all estimates equally
+    task.hparams.iteration_weights = None
+    assert torch.allclose(task.compute_losses(batch)["loss"], sum(d["loss"] for d in single) / 3, rtol=1e-5)
+    # a loss on the initial estimate alone sends no gradient to the refinement iterations
+    task.hparams.iteration_weights = [1.0, 0.0, 0.0]
+    task.zero_grad()
+    task.compute_losses(batch)["loss"].backward()
+    grads = [p.grad for p in task.model.blocks.parameters()]
+    assert all(g is None or g.abs().max() == 0 for g in grads)
+    assert task.model.init_head[0].weight.grad.abs().max() > 0
+    with pytest.raises(ValueError, match="iteration_weights"):
+        HandReconstructionTask(iteration_weights=[1.0, 1.0], **TINY).compute_losses(batch)
+
 def test_metrics_per_iteration(batch):
     task = HandReconstructionTask(**TINY).eval()
     preds = task(batch)
