@@ -382,3 +382,14 @@ def test_disc_mask_is_a_disc_that_a_turn_keeps():
     assert (turned - m).abs().mean() < 0.01  # only interpolation at the rim differs
     pts = torch.tensor([[32.0, 32.0], [2.0, 2.0], [32.0, 1.0], [60.0, 10.0]])
     assert V.inside_disc(pts, (64, 64)).tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("padding", ["reflection", "disc"])
+def test_symmetry_variants_train_the_angle_branch(padding):
+    batch = _batch(3)
+    task = PointOBBTask(angle_loss_start=0.0, rotate_padding=padding, sym_dense_weight=0.5, rotate_prob=1.0, **TINY)
+    torch.manual_seed(0)
+    losses = task.compute_losses(batch)
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
+    losses["loss"].backward()
+    assert task.model.angle_out.weight.grad.abs().sum() > 0
