@@ -40,6 +40,13 @@ Method (boxes ``(cx, cy, w, h, theta)``, pixels, radians, clockwise-positive in 
   (MIL + SSC) with horizontal proposals; then the rotated/flipped view and the symmetry loss are added; from
   ``angle_proposal_start`` the predicted (detached) angles are written into the proposals.
 
+Options beyond the description (off by default unless stated): ``stage0_sigmoid`` scores stage 0 with sigmoids
+that the negatives also train towards background, and ``stage0_background`` adds a background class to the stage-0
+softmax (both give stage 0 an objectness; without one, a softmax over few classes lets the bags drift to proposals
+that show the whole object with much background around it); negatives cover none of their image's points
+(``neg_avoid_points``, on); ``rotate_padding`` fills the rotated view's corners by reflection or compares the
+inscribed disc in both views; ``sym_dense_weight`` adds the symmetry relation at every cell of every level.
+
 Design choices beyond the description: the bag scores use plain binary cross-entropy; stage 1 jitters with
 3 x 3 side factors and 3 x 3 centre offsets (81 proposals per object); negatives are drawn with random centres,
 random angles and sides taken from the image's stage-0 boxes times ``U(0.5, 1.5)``; the SSC and the MIL losses
