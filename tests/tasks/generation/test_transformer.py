@@ -186,3 +186,17 @@ def test_extra_blocks_compute_only_the_rows_their_head_reads(shape):
         assert n_fed == o.seq_len - len(o.group_tokens[-1])  # keys/values: the prefix and every fed token
         # queries: the prefix (predicts the origin) and the tokens not on the last slice of the axis
         assert n_rows == 1 + int((o.coords[:, axis] < shape[axis] - 1).sum())
+
+
+def test_sample_logits_never_draws_filtered_tokens_and_is_seeded():
+    # the filtered ids are at both ends of the vocabulary (zero-width CDF intervals at the edges)
+    logits = torch.tensor([[-1.0, 3.0, 2.5, 2.0, 0.0]]).expand(50000, 5)
+    draws = sample_logits(logits, top_k=3, generator=torch.Generator().manual_seed(1))
+    freq = torch.bincount(draws, minlength=5).float() / len(draws)
+    assert freq[0] == 0 and freq[4] == 0
+    ref = torch.tensor([3.0, 2.5, 2.0]).softmax(-1)
+    assert torch.allclose(freq[1:4], ref, atol=0.01)
+    again = sample_logits(logits, top_k=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(draws, again)
+    # batch shape is kept
+    assert sample_logits(torch.zeros(2, 3, 7)).shape == (2, 3)
