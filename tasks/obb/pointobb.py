@@ -359,7 +359,6 @@ class PointOBB(nn.Module):
             the view at the mapped cell centres, and ``valid (h_l, w_l)`` bool (mapped centre inside the view by
             at least half a stride).
         """
-        H, W = image_size
         th_o, th_v, valid = [], [], []
         for level, (a, av) in enumerate(zip(amaps, amaps_v)):
             stride = self.strides[level]
@@ -625,6 +624,9 @@ class PointOBBTask(BaseTask):
         if not 0 <= angle_loss_start <= angle_proposal_start:
             raise ValueError("model.init_args.angle_loss_start/angle_proposal_start: need 0 <= angle_loss_start <= "
                              f"angle_proposal_start, got {angle_loss_start}, {angle_proposal_start}")
+        if rotate_padding not in ("zeros", "reflection", "disc"):
+            raise ValueError(f"model.init_args.rotate_padding: expected 'zeros', 'reflection' or 'disc', "
+                             f"got {rotate_padding!r}")
         bad = [c for c in agnostic_classes if not 0 <= int(c) < num_classes]
         if bad:
             raise ValueError(f"model.init_args.agnostic_classes: classes {bad} outside [0, {num_classes})")

@@ -393,3 +393,5 @@ def test_symmetry_variants_train_the_angle_branch(padding):
     assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
     losses["loss"].backward()
     assert task.model.angle_out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="rotate_padding"):
+        PointOBBTask(rotate_padding="border", **TINY)
