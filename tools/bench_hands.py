@@ -26,7 +26,7 @@ from visionkit.tasks.hands import HandReconstructionTask
 from visionkit.tasks.hands.kinematics import root_relative
 
 CPU_MODEL = {"backbone_kwargs": {"widths": [12, 24, 48, 64, 96], "out_indices": [1, 2, 3, 4]}, "dim": 48,
-             "hidden": 192, "bone_channels": 2, "refine_strides": (8, 4)}
+             "hidden": 384, "bone_channels": 2, "refine_strides": (8, 4)}
 
 
 def _time(fn, steps: int) -> float:
