@@ -40,6 +40,34 @@ class TaskCheckpoint(ModelCheckpoint):
                 self.best_model_score = None
         super().setup(trainer, pl_module, stage)
 
+    # Lightning >= 2.6 refreshes ``last.ckpt`` only when a top-k checkpoint was saved at the same step, so a run
+    # whose monitored metric stops improving would leave ``last.ckpt`` at the best epoch and ``--ckpt_path last``
+    # would resume from there. ``last.ckpt`` is always the latest state here.
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def _refresh_last(self, trainer) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        if (not self.save_last or trainer.fast_dev_run or trainer.sanity_checking
+                or trainer.state.fn != TrainerFn.FITTING or self._last_step_saved_as_last == trainer.global_step):
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_step_saved_as_last = trainer.global_step
+
+    _last_step_saved_as_last: int = -1
+
     @staticmethod
     def _init_kth(mode: str):
         inf = torch.tensor(float("inf"))
