@@ -21,6 +21,15 @@ def _seed():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the tests use tiny tensors, which gain nothing from threads on a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def subprocess_env() -> dict[str, str]:
     """Environment for CLI subprocesses: offline, the tests folder on PYTHONPATH, few threads."""
     env = dict(os.environ)

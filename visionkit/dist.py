@@ -25,13 +25,10 @@ def global_normalizer(count: Tensor | float, min_value: float = 1.0) -> Tensor:
     the global batch divided by the global count.
 
     Args:
-        count: this process's count (a scalar tensor or a number).
+        count: this process's count, a scalar tensor on the model's device (or a number without DDP).
         min_value: lower bound of the global count (avoids division by zero).
     """
-    t = torch.as_tensor(count, dtype=torch.float64).detach().clone()
-    if t.device.type == "cpu" and torch.cuda.is_available() and dist.is_initialized() \
-            and dist.get_backend() == "nccl":
-        t = t.cuda()
+    t = torch.as_tensor(count, dtype=torch.float64).detach().clone()  # stays on the count's device (NCCL: GPU)
     n = world_size()
     if n > 1:
         dist.all_reduce(t)

@@ -85,6 +85,18 @@ class PointCloudDataModule(BaseDataModule):
         self.scale_range = tuple(scale_range)
         self.jitter = jitter
 
+    def load(self, split: str) -> PointCloudDataset:
+        """Read one split (``train``, ``test``, and ``val`` where the dataset has one)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load(split)")
+
+    def setup(self, stage: str | None = None) -> None:
+        """Train and test splits from :meth:`load`; validation runs on the test split, as in these benchmarks."""
+        if stage in ("fit", None) and self.train_dataset is None:
+            self.train_dataset = self.load("train")
+        if self.test_dataset is None:
+            self.test_dataset = self.load("test")
+        self.val_dataset = self.test_dataset
+
     def augment(self, batch: dict[str, Any]) -> dict[str, Any]:
         x = batch["points"]
         lo, hi = self.scale_range

@@ -53,10 +53,3 @@ class PointCloudFolder(PointCloudDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = self.load("train")
-        if self.test_dataset is None:
-            self.test_dataset = self.load("test")
-        self.val_dataset = self.test_dataset

@@ -92,10 +92,3 @@ class ModelNet40(PointCloudDataModule):
             return PointCloudDataset(pts, lab)
         pts, nrm, lab, ids, _ = load_modelnet_txt(root, split, self.num_points, self.num_classes)
         return PointCloudDataset(pts, lab, normals=nrm, names=ids)
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = self.load("train")
-        if self.test_dataset is None:
-            self.test_dataset = self.load("test")
-        self.val_dataset = self.test_dataset

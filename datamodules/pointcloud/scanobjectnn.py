@@ -48,10 +48,3 @@ class ScanObjectNN(PointCloudDataModule):
         if label.min() < 0 or label.max() >= self.num_classes:
             raise DataError(f"{path}: labels must lie in 0..{self.num_classes - 1}")
         return PointCloudDataset(normalize_unit_sphere(data[:, : self.num_points, :3].astype("float64")), label)
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", None) and self.train_dataset is None:
-            self.train_dataset = self.load("train")
-        if self.test_dataset is None:
-            self.test_dataset = self.load("test")
-        self.val_dataset = self.test_dataset

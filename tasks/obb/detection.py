@@ -172,7 +172,7 @@ class RotatedDetectionTask(BaseTask):
         C = cls.shape[-1]
         pos = tgt["labels"] < C  # (B, P)
         # normalisers summed over DDP processes: the same losses for any split of the global batch
-        num_pos = global_normalizer(pos.sum()).to(cls.device)
+        num_pos = global_normalizer(pos.sum())
         onehot = F.one_hot(tgt["labels"], C + 1)[..., :C].to(cls.dtype)
         loss_cls = sigmoid_focal_loss(cls, onehot, alpha=hp.focal_alpha, gamma=hp.focal_gamma,
                                       reduction="sum") / num_pos
@@ -183,18 +183,18 @@ class RotatedDetectionTask(BaseTask):
         theta = self.coder.decode(ang)  # (M,)
         pred_boxes = decode_sides(points, out["dist"][pos], theta)
         ctr_t = centerness_target(sides_t)  # (M,)
-        ctr_norm = global_normalizer(ctr_t.sum(), min_value=1e-6).to(cls.device)
+        ctr_norm = global_normalizer(ctr_t.sum(), min_value=1e-6)
         if pos.any():
             iou_l = rotated_iou_loss(pred_boxes, boxes_t, mode=hp.iou_loss)  # (M,)
-        else:  # no positives in this process (others may have some): zero losses that keep the graph
+        else:  # no positives in this process (others may have some)
             iou_l = pred_boxes.sum(-1) * 0.0
         loss_box = (iou_l * ctr_t).sum() / ctr_norm
         loss_ctr = F.binary_cross_entropy_with_logits(out["ctr"][pos], ctr_t, reduction="sum") / num_pos
         loss_angle = self.coder.loss(ang, boxes_t[:, 4]).sum() / num_pos * hp.angle_loss_weight
         loss_con = self.coder.constraint_loss(ang).sum() / num_pos * hp.constraint_loss_weight
-        zero = cls.sum() * 0.0 + out["dist"].sum() * 0.0 + out["ctr"].sum() * 0.0 + out["angle"].sum() * 0.0
-        loss_box, loss_ctr, loss_angle, loss_con = (v + zero for v in (loss_box, loss_ctr, loss_angle, loss_con))
-        total = loss_cls + loss_box + loss_ctr + loss_angle + loss_con
+        # every head output stays in the graph when a process has no positives (DDP expects all gradients)
+        zero = sum(out[k].sum() for k in ("dist", "ctr", "angle")) * 0.0
+        total = loss_cls + loss_box + loss_ctr + loss_angle + loss_con + zero
         return {"loss": total, "cls": loss_cls, "box": loss_box, "ctr": loss_ctr, "angle": loss_angle,
                 "constraint": loss_con}
 

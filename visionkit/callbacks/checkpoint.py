@@ -30,6 +30,7 @@ class TaskCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=dirpath, monitor=monitor, mode=mode or "min", **kwargs)
         self._monitor_given = monitor is not None
         self._mode_given = mode is not None
+        self._last_step_saved_as_last = -1
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not self._monitor_given and getattr(pl_module, "monitor", None):
@@ -65,8 +66,6 @@ class TaskCheckpoint(ModelCheckpoint):
         super()._save_last_checkpoint(trainer, monitor_candidates)
         if self.save_last:
             self._last_step_saved_as_last = trainer.global_step
-
-    _last_step_saved_as_last: int = -1
 
     @staticmethod
     def _init_kth(mode: str):

@@ -1,19 +1,9 @@
 """Windowed capsule renderer against a brute-force numpy evaluation of the same closed form."""
 
 import numpy as np
-import pytest
 import torch
 
 from visionkit.datamodules.hands.capsules import render_capsules
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _brute_force(start, end, radius, K, H, W):

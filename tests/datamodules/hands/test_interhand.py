@@ -10,15 +10,6 @@ from PIL import Image
 from visionkit.datamodules.hands.interhand import InterHand26M, InterHandDataset
 from visionkit.errors import DataError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 W, H = 334, 512  # InterHand2.6M image size
 
 

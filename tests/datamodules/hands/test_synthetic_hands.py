@@ -1,18 +1,8 @@
 """SyntheticHands: determinism, exact projections, visibility consistent with the z-buffer, batch keys."""
 
-import pytest
 import torch
 
 from visionkit.datamodules.hands.synthetic import SyntheticHands, generate_hands
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_deterministic_and_projection_exact():

@@ -1,21 +1,11 @@
 """DIRNet pieces: bone splatting, camera recovery, shapes and the refinement wiring."""
 
 import numpy as np
-import pytest
 import torch
 
 from visionkit.tasks.hands.dir import DIRNet, bone_splat, to_camera
 from visionkit.tasks.hands.kinematics import BONES
 from visionkit.tasks.hands.procedural import ProceduralHandLayer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 TINY = {"backbone_kwargs": {"widths": [8, 16, 24, 32, 32], "out_indices": [2, 3, 4]}, "dim": 16, "hidden": 32}
 

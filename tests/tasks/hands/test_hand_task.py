@@ -11,15 +11,6 @@ from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.hands.synthetic import SyntheticHands, SyntheticHandsDataset
 from visionkit.tasks.hands import HandReconstructionTask
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 TINY = {"backbone_kwargs": {"widths": [8, 16, 24, 32, 32], "out_indices": [2, 3, 4]}, "dim": 16, "hidden": 64,
         "bone_channels": 1}
 

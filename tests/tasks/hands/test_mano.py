@@ -14,15 +14,6 @@ from visionkit.errors import DataError
 from visionkit.tasks.hands.kinematics import MANO_PARENTS
 from visionkit.tasks.hands.mano import MANOLayer, load_mano_pickle
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 V = 778
 
 

@@ -1,20 +1,10 @@
 """ProceduralHandLayer: rigid-body properties, limits, mirroring, shape."""
 
-import pytest
 import torch
 
 from visionkit.ops.rotations import axis_angle_to_matrix, random_rotation
 from visionkit.tasks.hands.kinematics import BONES, ROOT
 from visionkit.tasks.hands.procedural import ProceduralHandLayer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _bone_lengths(j):
