@@ -35,6 +35,9 @@ def main() -> None:
     p.add_argument("--task", default="{}", help="PointOBBTask arguments as JSON, over the defaults here")
     p.add_argument("--data", default="{}", help="SyntheticOBBDataset arguments as JSON")
     p.add_argument("--evalevery", type=int, default=100)
+    p.add_argument("--oracle-angles", action="store_true",
+                   help="replace the dense-to-sparse angles by the true box angles (upper bound of the MIL part)")
+    p.add_argument("--save", default=None, help="write the trained model's state dict here")
     a = p.parse_args()
     torch.manual_seed(0)
     dkw = json.loads(a.data)
@@ -46,6 +49,16 @@ def main() -> None:
     kw.update(json.loads(a.task))
     task = PointOBBTask(**kw)
     task._update_progress = lambda: None  # the loop below sets the schedule fraction
+    true_angles: dict[str, torch.Tensor] = {}
+    if a.oracle_angles:
+        d2s = task.model.dense_to_sparse
+
+        def oracle(amaps, pts, bidx, size):  # the true angle of each point's box on every level
+            theta, enc, cons = d2s(amaps, pts, bidx, size)
+            t = true_angles["theta"]
+            return (t[:, None].to(theta).expand_as(theta).clone() if t.shape[0] == theta.shape[0] else theta), enc, cons
+
+        task.model.dense_to_sparse = oracle
     opt = torch.optim.AdamW(task.parameters(), lr=a.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / a.steps)))
@@ -56,6 +69,7 @@ def main() -> None:
         ious, ious0, ratio, aerr = [], [], [], []
         for i in range(0, len(va), 20):
             b = collate_dict([va[j] for j in range(i, min(len(va), i + 20))])
+            true_angles["theta"] = torch.cat(list(b["gt_boxes"]))[:, 4]
             out = task.model.run(b["image"], list(b["points"]), list(b["labels"]),
                                  rotate_proposals=task.rotate_proposals())
             g = torch.cat(list(b["gt_boxes"])).double()
@@ -73,7 +87,9 @@ def main() -> None:
     for step in range(a.steps):
         task.progress.fill_(step / a.steps)
         idx = torch.randint(0, len(tr), (a.bs,), generator=g).tolist()
-        losses = task.compute_losses(collate_dict([tr[j] for j in idx]))
+        batch = collate_dict([tr[j] for j in idx])
+        true_angles["theta"] = torch.cat(list(batch["gt_boxes"]))[:, 4]
+        losses = task.compute_losses(batch)
         opt.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(task.parameters(), 10.0)
@@ -86,6 +102,8 @@ def main() -> None:
             print(f"step {step + 1} t={time.time() - t0:.0f}s cpu={time.process_time():.0f}s {mean} | "
                   f"miou1={miou:.3f} miou0={miou0:.3f} scale_ratio0={r:.2f} angerr90={[round(x, 1) for x in ae]}",
                   flush=True)
+    if a.save:
+        torch.save(task.state_dict(), a.save)
 
 
 if __name__ == "__main__":

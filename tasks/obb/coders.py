@@ -52,6 +52,14 @@ class AngleCoder:
         """Angle loss per element: ``pred (..., D)``, ``target_theta (...)`` -> ``(...)``."""
         raise NotImplementedError
 
+    def encode_doubled(self, c: Tensor, s: Tensor) -> Tensor:
+        """Encoding ``(..., D)`` of a doubled-angle vector ``(c, s) = rho (cos 2θ, sin 2θ)``, each ``(...)``.
+
+        Default: the encoding of ``θ = atan2(s, c) / 2`` (``rho`` is dropped); coders that are linear in
+        ``(cos 2θ, sin 2θ)`` keep ``rho`` as the length of the encoding.
+        """
+        return self.encode(torch.atan2(s, c) / 2)
+
     def constraint_loss(self, v: Tensor) -> Tensor:
         """Regulariser on the predicted encoding ``(..., D) -> (...)``; zero for this coder."""
         return v.new_zeros(v.shape[:-1])
@@ -106,6 +114,13 @@ class UCRCoder(AngleCoder):
             return torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1)
         shift = self._shift.to(theta)
         return torch.cos(phase[..., None] + shift)
+
+    def encode_doubled(self, c: Tensor, s: Tensor) -> Tensor:
+        """Linear in ``(c, s)``: ``cos(2θ + shift_k)`` scaled by ``rho`` (``[c, s]`` for ``m = 2``)."""
+        if self.dims == 2:
+            return torch.stack([c, s], dim=-1)
+        shift = self._shift.to(c)
+        return c[..., None] * torch.cos(shift) - s[..., None] * torch.sin(shift)
 
     def _cs(self, v: Tensor) -> tuple[Tensor, Tensor]:
         if self.dims == 2:

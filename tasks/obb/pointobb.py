@@ -69,6 +69,7 @@ from visionkit.metrics.dota_map import DOTAMeanAP
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb import pointobb_views as V
+from visionkit.tasks.obb.pointobb_angle import build_angle_head
 from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
 from visionkit.tasks.obb.fcos import FPN, IMAGENET_MEAN, IMAGENET_STD
 
@@ -165,6 +166,7 @@ class PointOBB(nn.Module):
         bag_ratios: stage-0 aspect ratios ``w / h``.
         topk: proposals averaged into a pseudo box.
         roi_size: side ``S`` of the rotated RoI sampling grid.
+        roi_context: the grid covers the box's sides times this factor (>= 1: a margin of context around it).
         head_dim: width of the MIL heads.
         finest_scale: proposals with ``sqrt(w h)`` below this (pixels) use the finest FPN level.
         jitter_scales: stage-1 side factors; jitter_offsets: stage-1 centre offsets (fractions of the sides).
@@ -172,6 +174,10 @@ class PointOBB(nn.Module):
         neg_iou_thr: a negative must have IoU below this with every stage-0 box.
         d2s_radius: dense-to-sparse radius in strides.
         angle_convs: conv-ReLU layers of the angle branch.
+        angle_head: ``'conv'`` (the paper's conv branch) or ``'tensor'`` (orientation tensor of learnt maps);
+            tensor_maps, tensor_sigma, tensor_image: its maps, window (cells) and whether the image (averaged
+            down to each level) joins the learnt maps, see
+            :mod:`~visionkit.tasks.obb.pointobb_angle`.
         agnostic_classes: rotation-agnostic classes (horizontal proposals, no angle loss).
         stage0_sigmoid: stage 0 scores classes with sigmoids and also learns background from the negatives
             (default: softmax over classes, as in the paper).
@@ -191,6 +197,7 @@ class PointOBB(nn.Module):
         bag_ratios: Sequence[float] = DEFAULT_RATIOS,
         topk: int = 7,
         roi_size: int = 5,
+        roi_context: float = 1.0,
         head_dim: int = 256,
         finest_scale: float = 24.0,
         jitter_scales: Sequence[float] = (0.8, 1.0, 1.2),
@@ -199,6 +206,10 @@ class PointOBB(nn.Module):
         neg_iou_thr: float = 0.3,
         d2s_radius: float = 1.5,
         angle_convs: int = 2,
+        angle_head: str = "conv",
+        tensor_maps: int = 8,
+        tensor_sigma: float = 1.5,
+        tensor_image: bool = False,
         agnostic_classes: Sequence[int] = (),
         stage0_sigmoid: bool = False,
         stage0_background: bool = False,
@@ -213,6 +224,9 @@ class PointOBB(nn.Module):
         self.strides = list(self.backbone.strides)
         self.fpn = FPN(list(self.backbone.out_channels), fpn_channels)
         self.roi_size, self.topk, self.finest_scale = roi_size, topk, float(finest_scale)
+        if roi_context < 1.0:
+            raise ValueError(f"model.init_args.roi_context: expected >= 1, got {roi_context}")
+        self.roi_context = float(roi_context)
         in_dim = fpn_channels * roi_size * roi_size
         if stage0_sigmoid and stage0_background:
             raise ValueError("model.init_args.stage0_sigmoid/stage0_background: choose one")
@@ -221,14 +235,8 @@ class PointOBB(nn.Module):
                              background=stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
         self.head1 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0))
-        layers: list[nn.Module] = []
-        for _ in range(angle_convs):
-            layers += [nn.Conv2d(fpn_channels, fpn_channels, 3, padding=1), nn.ReLU()]
-        self.angle_tower = nn.Sequential(*layers)
-        self.angle_out = nn.Conv2d(fpn_channels, coder.encode_size, 3, padding=1)
-        nn.init.normal_(self.angle_out.weight, std=0.01)
-        if coder.bias_init is not None:
-            nn.init.constant_(self.angle_out.bias, coder.bias_init)
+        self.angle_head = build_angle_head(angle_head, fpn_channels, coder, angle_convs, tensor_maps, tensor_sigma,
+                                           tensor_image)
         scales = torch.tensor([float(s) for s in bag_scales])
         ratios = torch.tensor([float(r) for r in bag_ratios])
         # (S*R, 2) stage-0 sides (w, h), scale-major: index = scale_index * R + ratio_index
@@ -256,9 +264,9 @@ class PointOBB(nn.Module):
         x = (images - self.pixel_mean) / self.pixel_std if self.normalize and images.shape[1] == 3 else images
         return self.fpn(self.backbone(x))
 
-    def angle_maps(self, feats: Sequence[Tensor]) -> list[Tensor]:
-        """Dense angle encodings ``(B, D, h_l, w_l)`` per level."""
-        return [self.angle_out(self.angle_tower(f)) for f in feats]
+    def angle_maps(self, feats: Sequence[Tensor], images: Tensor | None = None) -> list[Tensor]:
+        """Dense angle encodings ``(B, D, h_l, w_l)`` per level (``images``: the input, for heads that read it)."""
+        return [self.angle_head(f, images) for f in feats]
 
     def level_of(self, wh: Tensor) -> Tensor:
         """FPN level ``(...)`` long of boxes with sides ``wh (..., 2)`` (see the module docstring)."""
@@ -285,6 +293,8 @@ class PointOBB(nn.Module):
         if K == 0:
             return out.flatten(1)
         lvl = self.level_of(boxes[:, 2:4])
+        if self.roi_context != 1.0:  # the grid also covers a margin around the box
+            boxes = torch.cat([boxes[:, :2], boxes[:, 2:4] * self.roi_context, boxes[:, 4:]], 1)
         pts = rotated_roi_grid(boxes, S)  # (K, S*S, 2)
         B = feats[0].shape[0]
         for level, f in enumerate(feats):  # a handful of levels; boxes are vectorised
@@ -429,6 +439,15 @@ class PointOBB(nn.Module):
             keep &= ~(inside & same).any(1)
         return neg[keep], bi[keep]
 
+    @staticmethod
+    def scaled_negatives(boxes0: Tensor, batch_idx: Tensor, factors: Sequence[float]) -> tuple[Tensor, Tensor]:
+        """Negatives made of stage-0 boxes ``(N, 5)`` with both sides times each factor: ``boxes (N*F, 5)``
+        (object-major) and their images ``(N*F,)``; a factor ``f`` gives the IoU ``min(f, 1/f)^2`` with its box."""
+        f = torch.tensor([float(v) for v in factors], device=boxes0.device, dtype=boxes0.dtype)
+        b = boxes0[:, None].expand(-1, f.numel(), 5)
+        out = torch.cat([b[..., :2], b[..., 2:4] * f[None, :, None], b[..., 4:]], -1).reshape(-1, 5)
+        return out, batch_idx.repeat_interleave(f.numel())
+
     def mil_scores(self, head: MILHead, feats: Sequence[Tensor], bags: Tensor, batch_idx: Tensor,
                    image_size: tuple[int, int], sigmoid: bool) -> tuple[Tensor, Tensor, Tensor]:
         """Class and instance probabilities of bags ``(N, K, 5)``: ``cls (N, K, C)`` (softmax over classes, or
@@ -476,7 +495,7 @@ class PointOBB(nn.Module):
         bidx = torch.cat([torch.full((len(p),), i, device=dev, dtype=torch.long) for i, p in enumerate(points)]) \
             if len(points) else lab
         feats = self.features(images)
-        amaps = self.angle_maps(feats)
+        amaps = self.angle_maps(feats, images)
         theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx, size)
         bags0 = self.stage0_bags(pts, theta.detach() if rotate_proposals else None, lab)
         cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=self.stage0_sigmoid)
@@ -549,8 +568,9 @@ class PointOBBTask(BaseTask):
         num_classes: foreground classes; class_names: their names.
         backbone, backbone_kwargs, fpn_channels: feature extractor.
         angle_coder: ``"ucr"`` (default), ``"psc"`` or ``"plain"``; coder_kwargs: its arguments.
-        bag_scales, bag_ratios, topk, roi_size, head_dim, finest_scale, jitter_scales, jitter_offsets,
-        num_negatives, neg_iou_thr, d2s_radius, angle_convs, agnostic_classes, stage0_sigmoid,
+        bag_scales, bag_ratios, topk, roi_size, roi_context, head_dim, finest_scale, jitter_scales, jitter_offsets,
+        num_negatives, neg_iou_thr, d2s_radius, angle_convs, angle_head, tensor_maps, tensor_sigma,
+        tensor_image, agnostic_classes, stage0_sigmoid,
         stage0_background: see
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
@@ -560,6 +580,9 @@ class PointOBBTask(BaseTask):
         constraint_loss_weight: weight of the coder's constraint loss (UCR's unit circle).
         neg_loss_weight: weight of the negative (background) focal loss.
         neg_avoid_points: negatives must also contain none of their image's points.
+        scale_negatives: side factors of extra negatives per object: its stage-0 box shrunk (``< 1``: a part of
+            the object) or grown (``> 1``: the object and much of its surroundings); a factor ``f`` gives the IoU
+            ``min(f, 1/f)^2`` with the stage-0 box (empty: none, as in the paper).
         view_scale_range: range of the resize factor; view_angle_range: rotation range in units of pi;
         rotate_prob: probability of the rotated view (else flipped).
         rotate_padding: fill of the rotated view's corners, ``'zeros'`` or ``'reflection'`` (see
@@ -589,6 +612,7 @@ class PointOBBTask(BaseTask):
         bag_ratios: list[float] = DEFAULT_RATIOS,
         topk: int = 7,
         roi_size: int = 5,
+        roi_context: float = 1.0,
         head_dim: int = 256,
         finest_scale: float = 24.0,
         jitter_scales: list[float] = (0.8, 1.0, 1.2),
@@ -597,6 +621,10 @@ class PointOBBTask(BaseTask):
         neg_iou_thr: float = 0.3,
         d2s_radius: float = 1.5,
         angle_convs: int = 2,
+        angle_head: str = "conv",
+        tensor_maps: int = 8,
+        tensor_sigma: float = 1.5,
+        tensor_image: bool = False,
         agnostic_classes: list[int] = (),
         stage0_sigmoid: bool = False,
         stage0_background: bool = False,
@@ -608,6 +636,7 @@ class PointOBBTask(BaseTask):
         constraint_loss_weight: float = 0.05,
         neg_loss_weight: float = 1.0,
         neg_avoid_points: bool = True,
+        scale_negatives: list[float] = (),
         view_scale_range: tuple[float, float] = (0.5, 1.5),
         view_angle_range: tuple[float, float] = (0.25, 0.75),
         rotate_prob: float = 0.95,
@@ -624,6 +653,11 @@ class PointOBBTask(BaseTask):
         if not 0 <= angle_loss_start <= angle_proposal_start:
             raise ValueError("model.init_args.angle_loss_start/angle_proposal_start: need 0 <= angle_loss_start <= "
                              f"angle_proposal_start, got {angle_loss_start}, {angle_proposal_start}")
+        if angle_head not in ("conv", "tensor"):
+            raise ValueError(f"model.init_args.angle_head: expected 'conv' or 'tensor', got {angle_head!r}")
+        bad_f = [f for f in scale_negatives if not (float(f) > 0 and float(f) != 1.0)]
+        if bad_f:
+            raise ValueError(f"model.init_args.scale_negatives: factors must be positive and not 1, got {bad_f}")
         if rotate_padding not in ("zeros", "reflection", "disc"):
             raise ValueError(f"model.init_args.rotate_padding: expected 'zeros', 'reflection' or 'disc', "
                              f"got {rotate_padding!r}")
@@ -642,9 +676,11 @@ class PointOBBTask(BaseTask):
         self.model = PointOBB(
             num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=bkw,
             fpn_channels=hp.fpn_channels, bag_scales=hp.bag_scales, bag_ratios=hp.bag_ratios, topk=hp.topk,
-            roi_size=hp.roi_size, head_dim=hp.head_dim, finest_scale=hp.finest_scale,
+            roi_size=hp.roi_size, roi_context=hp.roi_context, head_dim=hp.head_dim, finest_scale=hp.finest_scale,
             jitter_scales=hp.jitter_scales, jitter_offsets=hp.jitter_offsets, num_negatives=hp.num_negatives,
             neg_iou_thr=hp.neg_iou_thr, d2s_radius=hp.d2s_radius, angle_convs=hp.angle_convs,
+            angle_head=hp.angle_head, tensor_maps=hp.tensor_maps, tensor_sigma=hp.tensor_sigma,
+            tensor_image=hp.tensor_image,
             agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
             stage0_background=hp.stage0_background)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
@@ -699,6 +735,9 @@ class PointOBBTask(BaseTask):
         # negatives of stage 1: every class towards background (focal, gamma 2)
         neg_boxes, neg_b = m.negatives(out["box0"].detach(), bidx, images.shape[0], size,
                                        points=out["points"] if hp.neg_avoid_points else None)
+        if hp.scale_negatives:  # the stage-0 box shrunk / grown: an object's inside or its surroundings
+            sb, sbi = m.scaled_negatives(out["box0"].detach(), bidx, hp.scale_negatives)
+            neg_boxes, neg_b = torch.cat([neg_boxes, sb.to(neg_boxes.dtype)]), torch.cat([neg_b, sbi])
         if neg_boxes.shape[0]:
             x = m.roi_features(out["feats"], neg_boxes, neg_b, size)
             heads = (m.head0, m.head1) if m.stage0_sigmoid else (m.head1,)
@@ -729,7 +768,7 @@ class PointOBBTask(BaseTask):
                 mask = V.disc_mask(size, images.device, images.dtype)  # (1, 1, H, W)
                 fill = images.mean((2, 3), keepdim=True)
                 base = images * mask + fill * (1 - mask)
-                amaps_o = m.angle_maps(m.features(base))
+                amaps_o = m.angle_maps(m.features(base), base)
                 theta_o, _, cons_o = m.dense_to_sparse(amaps_o, out["points"], bidx, size)
             if views.flip:
                 img_v, kind, param = V.vflip_view(base), "vflip", 0.0
@@ -739,7 +778,7 @@ class PointOBBTask(BaseTask):
             if disc:
                 img_v = img_v * mask + fill * (1 - mask)
             pts_v = V.transform_points(out["points"], kind, size, param)
-            amaps_v = m.angle_maps(m.features(img_v))
+            amaps_v = m.angle_maps(m.features(img_v), img_v)
             theta_v, _, cons_v = m.dense_to_sparse(amaps_v, pts_v, bidx, size)
             d = theta_o + theta_v if views.flip else (theta_o - theta_v) - param
             d = wrap_le90(d)

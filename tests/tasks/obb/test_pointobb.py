@@ -163,6 +163,24 @@ def test_negatives_cover_no_point_of_their_image():
                 assert not poly.covers(Point(p.tolist()))
 
 
+def test_scaled_negatives_overlap_their_box_by_the_square_of_the_factor():
+    boxes0 = torch.tensor([[30.0, 30.0, 30.0, 12.0, 0.3], [90.0, 80.0, 40.0, 20.0, -0.7]], dtype=torch.float64)
+    neg, nb = PointOBB.scaled_negatives(boxes0, torch.tensor([0, 1]), [0.4, 2.5])
+    assert neg.shape == (4, 5) and nb.tolist() == [0, 0, 1, 1]
+    for k, (box, b) in enumerate(zip(neg, nb)):
+        pn = Polygon(obb2corners(box[None])[0].tolist())
+        pg = Polygon(obb2corners(boxes0[b][None])[0].tolist())
+        assert pn.intersection(pg).area / pn.union(pg).area == pytest.approx(0.16, abs=1e-6)
+        assert torch.equal(box[[0, 1, 4]], boxes0[b][[0, 1, 4]])
+
+
+def test_angle_head_and_scale_negative_options_are_checked():
+    with pytest.raises(ValueError, match="angle_head"):
+        PointOBBTask(angle_head="steerable", **TINY)
+    with pytest.raises(ValueError, match="scale_negatives"):
+        PointOBBTask(scale_negatives=[0.5, 1.0], **TINY)
+
+
 def test_background_head_scores_classes_and_background():
     m = _model(stage0_background=True)
     assert m.head0.cls.out_features == 4 and m.head0.ins.out_features == 3
@@ -274,7 +292,7 @@ def test_task_losses_phases_and_gradients():
     late = task.compute_losses(batch)
     assert float(late["sym"].detach()) > 0 and float(late["ssc"].detach()) >= 0
     late["loss"].backward()
-    assert task.model.angle_out.weight.grad.abs().sum() > 0  # the symmetry loss trains the angle branch
+    assert task.model.angle_head.out.weight.grad.abs().sum() > 0  # the symmetry loss trains the angle branch
     assert task.model.head0.ins.weight.grad.abs().sum() > 0
     assert task.model.head1.cls.weight.grad.abs().sum() > 0
     assert not task.rotate_proposals()
@@ -392,6 +410,30 @@ def test_symmetry_variants_train_the_angle_branch(padding):
     losses = task.compute_losses(batch)
     assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
     losses["loss"].backward()
-    assert task.model.angle_out.weight.grad.abs().sum() > 0
+    assert task.model.angle_head.out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="rotate_padding"):
         PointOBBTask(rotate_padding="border", **TINY)
+
+
+def test_tensor_head_with_image_and_scale_negatives_train():
+    batch = _batch(3)
+    kw = dict(TINY, backbone_kwargs={"widths": [8, 16, 16], "out_indices": [1, 2]})
+    task = PointOBBTask(angle_loss_start=0.0, angle_proposal_start=0.0, angle_head="tensor", tensor_image=True,
+                        tensor_maps=3, scale_negatives=[0.4, 2.5], rotate_prob=1.0, **kw)
+    plain = PointOBBTask(angle_loss_start=0.0, angle_proposal_start=0.0, angle_head="tensor", tensor_image=True,
+                         tensor_maps=3, rotate_prob=1.0, **kw)
+    plain.load_state_dict(task.state_dict())
+    torch.manual_seed(0)
+    losses = task.compute_losses(batch)
+    torch.manual_seed(0)
+    ref = plain.compute_losses(batch)
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
+    assert float(losses["neg"]) != pytest.approx(float(ref["neg"]))  # the extra negatives enter the loss
+    assert float(losses["mil0"]) == pytest.approx(float(ref["mil0"]))
+    losses["loss"].backward()
+    head = task.model.angle_head
+    assert head.out.weight.grad.abs().sum() > 0 and head.image_gain.grad.abs() > 0
+    # the angles come from the image's orientation tensor: proposals of elongated objects follow the objects
+    with torch.no_grad():
+        out = task.model.run(batch["image"], list(batch["points"]), list(batch["labels"]))
+    assert out["bags0"][:, :, 4].abs().sum() > 0
