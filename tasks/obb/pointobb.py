@@ -69,9 +69,9 @@ from visionkit.metrics.dota_map import DOTAMeanAP
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb import pointobb_views as V
-from visionkit.tasks.obb.pointobb_angle import build_angle_head
 from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
 from visionkit.tasks.obb.fcos import FPN, IMAGENET_MEAN, IMAGENET_STD
+from visionkit.tasks.obb.pointobb_angle import build_angle_head
 
 __all__ = ["PointOBB", "PointOBBTask", "PseudoBoxIoU", "MILHead", "rotated_roi_grid", "weighted_box_mean"]
 

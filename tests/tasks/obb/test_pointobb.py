@@ -167,7 +167,7 @@ def test_scaled_negatives_overlap_their_box_by_the_square_of_the_factor():
     boxes0 = torch.tensor([[30.0, 30.0, 30.0, 12.0, 0.3], [90.0, 80.0, 40.0, 20.0, -0.7]], dtype=torch.float64)
     neg, nb = PointOBB.scaled_negatives(boxes0, torch.tensor([0, 1]), [0.4, 2.5])
     assert neg.shape == (4, 5) and nb.tolist() == [0, 0, 1, 1]
-    for k, (box, b) in enumerate(zip(neg, nb)):
+    for box, b in zip(neg, nb):
         pn = Polygon(obb2corners(box[None])[0].tolist())
         pg = Polygon(obb2corners(boxes0[b][None])[0].tolist())
         assert pn.intersection(pg).area / pn.union(pg).area == pytest.approx(0.16, abs=1e-6)
