@@ -37,9 +37,10 @@ def main() -> None:
     p.add_argument("--evalevery", type=int, default=100)
     p.add_argument("--oracle-angles", action="store_true",
                    help="replace the dense-to-sparse angles by the true box angles (upper bound of the MIL part)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model initialisation and the batch order")
     p.add_argument("--save", default=None, help="write the trained model's state dict here")
     a = p.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     dkw = json.loads(a.data)
     tr = SyntheticOBBDataset(a.ntrain, split="train", label_mode="point", **dkw)
     va = SyntheticOBBDataset(100, split="val", label_mode="point", **dkw)
@@ -82,7 +83,7 @@ def main() -> None:
         return (torch.cat(ious).mean().item(), torch.cat(ious0).mean().item(), torch.cat(ratio).median().item(),
                 (torch.cat(aerr).mean(0) * 180 / math.pi).tolist())
 
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(a.seed)
     t0, hist = time.time(), []
     for step in range(a.steps):
         task.progress.fill_(step / a.steps)

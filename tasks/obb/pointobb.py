@@ -183,6 +183,8 @@ class PointOBB(nn.Module):
             (default: softmax over classes, as in the paper).
         stage0_background: stage 0 scores with a softmax over the classes and a background class that the
             negatives train (objectness); the bag scores use the class columns.
+        exclude_other_points: proposals that cover another annotated point of their image get no instance
+            score (a tight box of one object holds no other object's point when objects overlap little).
         normalize: standardise [0, 1] images with the ImageNet mean/std.
     """
 
@@ -213,6 +215,7 @@ class PointOBB(nn.Module):
         agnostic_classes: Sequence[int] = (),
         stage0_sigmoid: bool = False,
         stage0_background: bool = False,
+        exclude_other_points: bool = False,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -231,6 +234,7 @@ class PointOBB(nn.Module):
         if stage0_sigmoid and stage0_background:
             raise ValueError("model.init_args.stage0_sigmoid/stage0_background: choose one")
         self.stage0_sigmoid = stage0_sigmoid
+        self.exclude_other_points = exclude_other_points
         self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0,
                              background=stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
@@ -449,18 +453,34 @@ class PointOBB(nn.Module):
         return out, batch_idx.repeat_interleave(f.numel())
 
     def mil_scores(self, head: MILHead, feats: Sequence[Tensor], bags: Tensor, batch_idx: Tensor,
-                   image_size: tuple[int, int], sigmoid: bool) -> tuple[Tensor, Tensor, Tensor]:
+                   image_size: tuple[int, int], sigmoid: bool,
+                   keep: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Class and instance probabilities of bags ``(N, K, 5)``: ``cls (N, K, C)`` (softmax over classes, or
         sigmoid; with a background head, the class columns of the softmax over classes + background),
-        ``ins (N, K, C)`` (softmax over the bag) and the raw class logits ``(N, K, C)``."""
+        ``ins (N, K, C)`` (softmax over the bag, restricted to the proposals where ``keep (N, K)`` is true when
+        given) and the raw class logits ``(N, K, C)``."""
         N, K = bags.shape[:2]
         x = self.roi_features(feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K), image_size)
         cls_logit, ins_logit = head(x)
         cls_logit, ins_logit = cls_logit.view(N, K, -1), ins_logit.view(N, K, -1)
+        if keep is not None:
+            ins_logit = ins_logit.masked_fill(~keep[..., None], float("-inf"))
         cls = torch.sigmoid(cls_logit) if sigmoid else torch.softmax(cls_logit, -1)
         if head.background:  # the bag scores use the class columns of the softmax over classes + background
             cls, cls_logit = cls[..., :-1], cls_logit[..., :-1]
         return cls, torch.softmax(ins_logit, 1), cls_logit
+
+    def free_of_other_points(self, bags: Tensor, points: Tensor, batch_idx: Tensor) -> Tensor | None:
+        """``(N, K)`` bool: proposal ``k`` of point ``n``'s bag covers no other point of its image (rows where
+        every proposal covers one keep them all); None when ``exclude_other_points`` is off."""
+        if not self.exclude_other_points or bags.shape[0] == 0:
+            return None
+        N, K = bags.shape[:2]
+        inside = points_in_obb(points, bags.reshape(-1, 5)).view(N, N, K)  # (point, bag, proposal)
+        other = (batch_idx[:, None] == batch_idx[None]) & ~torch.eye(N, dtype=torch.bool, device=bags.device)
+        covered = (inside & other[:, :, None]).any(0)  # (N, K)
+        keep = ~covered
+        return keep | ~keep.any(1, keepdim=True)
 
     def pseudo_boxes(self, bags: Tensor, cls: Tensor, ins: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Score-weighted mean of the top-k proposals of each bag for the point's class -> boxes ``(N, 5)`` and
@@ -498,15 +518,17 @@ class PointOBB(nn.Module):
         amaps = self.angle_maps(feats, images)
         theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx, size)
         bags0 = self.stage0_bags(pts, theta.detach() if rotate_proposals else None, lab)
-        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=self.stage0_sigmoid)
+        keep0 = self.free_of_other_points(bags0, pts, bidx)
+        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=self.stage0_sigmoid, keep=keep0)
         box0, bag0 = self.pseudo_boxes(bags0, cls0, ins0, lab)
         bags1 = self.stage1_bags(box0.detach())
-        cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, size, sigmoid=True)
+        cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, size, sigmoid=True,
+                                        keep=self.free_of_other_points(bags1, pts, bidx))
         box1, bag1 = self.pseudo_boxes(bags1, cls1, ins1, lab)
         return {"boxes": regularize_obb(box1.detach(), "le90"), "scores": bag1.detach().clamp(0, 1),
                 "labels": lab, "batch_idx": bidx, "points": pts, "feats": feats, "theta": theta, "enc": enc,
                 "constraint": cons, "amaps": amaps, "bags0": bags0, "cls0": cls0, "ins0": ins0, "bag0": bag0,
-                "box0": box0, "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
+                "box0": box0, "keep0": keep0, "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
 
     @torch.no_grad()
     def predict(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
@@ -571,7 +593,7 @@ class PointOBBTask(BaseTask):
         bag_scales, bag_ratios, topk, roi_size, roi_context, head_dim, finest_scale, jitter_scales, jitter_offsets,
         num_negatives, neg_iou_thr, d2s_radius, angle_convs, angle_head, tensor_maps, tensor_sigma,
         tensor_image, agnostic_classes, stage0_sigmoid,
-        stage0_background: see
+        stage0_background, exclude_other_points: see
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
@@ -628,6 +650,7 @@ class PointOBBTask(BaseTask):
         agnostic_classes: list[int] = (),
         stage0_sigmoid: bool = False,
         stage0_background: bool = False,
+        exclude_other_points: bool = False,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
@@ -682,7 +705,7 @@ class PointOBBTask(BaseTask):
             angle_head=hp.angle_head, tensor_maps=hp.tensor_maps, tensor_sigma=hp.tensor_sigma,
             tensor_image=hp.tensor_image,
             agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
-            stage0_background=hp.stage0_background)
+            stage0_background=hp.stage0_background, exclude_other_points=hp.exclude_other_points)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
@@ -756,7 +779,8 @@ class PointOBBTask(BaseTask):
         feats_s = m.features(img_s)
         bags_s = out["bags0"].clone()
         bags_s[..., :4] = bags_s[..., :4] * s
-        cls_s, ins_s, _ = m.mil_scores(m.head0, feats_s, bags_s, bidx, size_s, sigmoid=m.stage0_sigmoid)
+        cls_s, ins_s, _ = m.mil_scores(m.head0, feats_s, bags_s, bidx, size_s, sigmoid=m.stage0_sigmoid,
+                                       keep=out["keep0"])
         ssc = hp.ssc_cls_weight * _ssc(out["cls0"], cls_s, lab, m.num_scales, m.num_ratios) + \
             hp.ssc_ins_weight * _ssc(out["ins0"], ins_s, lab, m.num_scales, m.num_ratios)
         # symmetry-based angle learning with the rotated / flipped view

@@ -437,3 +437,21 @@ def test_tensor_head_with_image_and_scale_negatives_train():
     with torch.no_grad():
         out = task.model.run(batch["image"], list(batch["points"]), list(batch["labels"]))
     assert out["bags0"][:, :, 4].abs().sum() > 0
+
+
+def test_proposals_covering_another_point_get_no_instance_score():
+    m = _model(exclude_other_points=True)
+    pts = torch.tensor([[30.0, 30.0], [44.0, 30.0], [100.0, 100.0]])
+    bidx = torch.tensor([0, 0, 1])
+    bags = m.stage0_bags(pts, None, torch.zeros(3, dtype=torch.long))
+    keep = m.free_of_other_points(bags, pts, bidx)
+    for n in range(3):  # brute force with shapely
+        for k in range(bags.shape[1]):
+            poly = Polygon(obb2corners(bags[n, k][None])[0].tolist())
+            covers = any(poly.covers(Point(pts[j].tolist())) for j in range(3) if j != n and bidx[j] == bidx[n])
+            assert bool(keep[n, k]) == (not covers)
+    assert keep[2].all() and not keep[0].all()  # alone in its image / a neighbour 14 px away
+    feats = m.features(torch.rand(2, 3, 128, 128))
+    _, ins, _ = m.mil_scores(m.head0, feats, bags, bidx, (128, 128), sigmoid=True, keep=keep)
+    assert torch.all(ins[~keep] == 0) and torch.allclose(ins.sum(1), torch.ones(3, 3))
+    assert _model().free_of_other_points(bags, pts, bidx) is None  # off by default
