@@ -185,6 +185,8 @@ class PointOBB(nn.Module):
             negatives train (objectness); the bag scores use the class columns.
         exclude_other_points: proposals that cover another annotated point of their image get no instance
             score (a tight box of one object holds no other object's point when objects overlap little).
+        pseudo_stage: the stage whose top-k mean (and bag score) is the pseudo box: 1 (the paper's refined box)
+            or 0 (stage 1 is still trained and shapes the features).
         normalize: standardise [0, 1] images with the ImageNet mean/std.
     """
 
@@ -216,6 +218,7 @@ class PointOBB(nn.Module):
         stage0_sigmoid: bool = False,
         stage0_background: bool = False,
         exclude_other_points: bool = False,
+        pseudo_stage: int = 1,
         normalize: bool = True,
     ) -> None:
         super().__init__()
@@ -235,6 +238,9 @@ class PointOBB(nn.Module):
             raise ValueError("model.init_args.stage0_sigmoid/stage0_background: choose one")
         self.stage0_sigmoid = stage0_sigmoid
         self.exclude_other_points = exclude_other_points
+        if pseudo_stage not in (0, 1):
+            raise ValueError(f"model.init_args.pseudo_stage: expected 0 or 1, got {pseudo_stage}")
+        self.pseudo_stage = pseudo_stage
         self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0,
                              background=stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
@@ -525,7 +531,8 @@ class PointOBB(nn.Module):
         cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, size, sigmoid=True,
                                         keep=self.free_of_other_points(bags1, pts, bidx))
         box1, bag1 = self.pseudo_boxes(bags1, cls1, ins1, lab)
-        return {"boxes": regularize_obb(box1.detach(), "le90"), "scores": bag1.detach().clamp(0, 1),
+        box, bag = (box1, bag1) if self.pseudo_stage == 1 else (box0, bag0)
+        return {"boxes": regularize_obb(box.detach(), "le90"), "scores": bag.detach().clamp(0, 1),
                 "labels": lab, "batch_idx": bidx, "points": pts, "feats": feats, "theta": theta, "enc": enc,
                 "constraint": cons, "amaps": amaps, "bags0": bags0, "cls0": cls0, "ins0": ins0, "bag0": bag0,
                 "box0": box0, "keep0": keep0, "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
@@ -593,7 +600,7 @@ class PointOBBTask(BaseTask):
         bag_scales, bag_ratios, topk, roi_size, roi_context, head_dim, finest_scale, jitter_scales, jitter_offsets,
         num_negatives, neg_iou_thr, d2s_radius, angle_convs, angle_head, tensor_maps, tensor_sigma,
         tensor_image, agnostic_classes, stage0_sigmoid,
-        stage0_background, exclude_other_points: see
+        stage0_background, exclude_other_points, pseudo_stage: see
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
@@ -651,6 +658,7 @@ class PointOBBTask(BaseTask):
         stage0_sigmoid: bool = False,
         stage0_background: bool = False,
         exclude_other_points: bool = False,
+        pseudo_stage: int = 1,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
@@ -705,7 +713,8 @@ class PointOBBTask(BaseTask):
             angle_head=hp.angle_head, tensor_maps=hp.tensor_maps, tensor_sigma=hp.tensor_sigma,
             tensor_image=hp.tensor_image,
             agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
-            stage0_background=hp.stage0_background, exclude_other_points=hp.exclude_other_points)
+            stage0_background=hp.stage0_background, exclude_other_points=hp.exclude_other_points,
+            pseudo_stage=hp.pseudo_stage)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))

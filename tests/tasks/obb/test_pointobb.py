@@ -455,3 +455,22 @@ def test_proposals_covering_another_point_get_no_instance_score():
     _, ins, _ = m.mil_scores(m.head0, feats, bags, bidx, (128, 128), sigmoid=True, keep=keep)
     assert torch.all(ins[~keep] == 0) and torch.allclose(ins.sum(1), torch.ones(3, 3))
     assert _model().free_of_other_points(bags, pts, bidx) is None  # off by default
+
+
+def test_pseudo_stage_selects_the_box_of_that_stage():
+    from visionkit.ops.rotated_boxes import regularize_obb
+
+    batch = _batch(2)
+    m1 = _model()
+    m0 = _model(pseudo_stage=0)
+    m0.load_state_dict(m1.state_dict())
+    m0.eval()
+    m1.eval()
+    with torch.no_grad():
+        o1 = m1.run(batch["image"], list(batch["points"]), list(batch["labels"]))
+        o0 = m0.run(batch["image"], list(batch["points"]), list(batch["labels"]))
+    assert torch.allclose(o1["boxes"], regularize_obb(o1["box1"], "le90"))
+    assert torch.allclose(o0["boxes"], regularize_obb(o1["box0"], "le90"), atol=1e-5)
+    assert torch.allclose(o0["scores"], o1["bag0"].clamp(0, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="pseudo_stage"):
+        _model(pseudo_stage=2)
