@@ -45,7 +45,12 @@ that the negatives also train towards background, and ``stage0_background`` adds
 softmax (both give stage 0 an objectness; without one, a softmax over few classes lets the bags drift to proposals
 that show the whole object with much background around it); negatives cover none of their image's points
 (``neg_avoid_points``, on); ``rotate_padding`` fills the rotated view's corners by reflection or compares the
-inscribed disc in both views; ``sym_dense_weight`` adds the symmetry relation at every cell of every level.
+inscribed disc in both views; ``sym_dense_weight`` adds the symmetry relation at every cell of every level;
+``angle_head: tensor`` replaces the conv angle branch by the orientation tensor of learnt maps (optionally with the
+image as a prior, :mod:`~visionkit.tasks.obb.pointobb_angle`); ``scale_negatives`` adds each stage-0 box shrunk and
+grown as negatives; ``exclude_other_points`` leaves proposals that cover another point out of the instance
+scores; ``roi_context`` samples the RoI grid over a margin around each proposal; ``pseudo_stage: 0`` reports the
+stage-0 box as the pseudo box.
 
 Design choices beyond the description: the bag scores use plain binary cross-entropy; stage 1 jitters with
 3 x 3 side factors and 3 x 3 centre offsets (81 proposals per object); negatives are drawn with random centres,
