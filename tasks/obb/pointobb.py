@@ -487,9 +487,10 @@ class PointOBB(nn.Module):
         if not self.exclude_other_points or bags.shape[0] == 0:
             return None
         N, K = bags.shape[:2]
-        inside = points_in_obb(points, bags.reshape(-1, 5)).view(N, N, K)  # (point, bag, proposal)
         other = (batch_idx[:, None] == batch_idx[None]) & ~torch.eye(N, dtype=torch.bool, device=bags.device)
-        covered = (inside & other[:, :, None]).any(0)  # (N, K)
+        bi, pj = other.nonzero(as_tuple=True)  # (bag, other point) pairs of the same image
+        inside = points_in_obb(points[pj][:, None], bags[bi], aligned=True)  # (pairs, K)
+        covered = bags.new_zeros(N, K).index_add_(0, bi, inside.to(bags.dtype)) > 0
         keep = ~covered
         return keep | ~keep.any(1, keepdim=True)
 

@@ -419,6 +419,11 @@ def test_points_in_obb_and_sides(gen):
     ref = shapely.contains_xy(polygons(b)[None, :], pts[:, None, 0].numpy(), pts[:, None, 1].numpy())
     np.testing.assert_array_equal(inside.numpy(), ref)
     assert inside.any()
+    # aligned: point i against box i, broadcast over leading dimensions
+    pa = pts[:30]
+    np.testing.assert_array_equal(points_in_obb(pa, b, aligned=True).numpy(), np.diag(ref[:30]))
+    grid = points_in_obb(pts[:, None], b[None], aligned=True)  # (400, 30) by broadcasting
+    np.testing.assert_array_equal(grid.numpy(), ref)
     sides = point_to_obb_sides(pts, b)
     assert sides.shape == (400, 30, 4)
     np.testing.assert_array_equal((sides > 0).all(-1).numpy(), ref)

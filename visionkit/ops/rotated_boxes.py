@@ -526,16 +526,27 @@ def _local(points: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     return dx * c + dy * s, dy * c - dx * s
 
 
-def points_in_obb(points: Tensor, boxes: Tensor) -> Tensor:
+def points_in_obb(points: Tensor, boxes: Tensor, aligned: bool = False) -> Tensor:
     """Whether each point lies in each oriented box (boundary included).
 
     Args:
-        points: ``(P, 2)`` as ``(x, y)``.
-        boxes: ``(N, 5)`` as ``(cx, cy, w, h, theta)``.
+        points: ``(P, 2)`` as ``(x, y)``; with ``aligned``, ``(..., 2)``.
+        boxes: ``(N, 5)`` as ``(cx, cy, w, h, theta)``; with ``aligned``, ``(..., 5)`` broadcastable with the
+            points.
+        aligned: test point ``i`` against box ``i`` only (broadcast) instead of every pair.
 
     Returns:
-        ``(P, N)`` bool.
+        ``(P, N)`` bool, or the broadcast shape ``(...)`` with ``aligned``.
     """
+    if aligned:
+        if points.shape[-1] != 2 or boxes.shape[-1] != 5:
+            raise ValueError(f"points (..., 2) and boxes (..., 5) expected, got {tuple(points.shape)} and "
+                             f"{tuple(boxes.shape)}")
+        cx, cy, w, h, t = boxes.unbind(-1)
+        c, s = torch.cos(t), torch.sin(t)
+        dx, dy = points[..., 0] - cx, points[..., 1] - cy
+        u, v = dx * c + dy * s, dy * c - dx * s
+        return (u.abs() <= 0.5 * w) & (v.abs() <= 0.5 * h)
     u, v = _local(points, boxes)
     return (u.abs() <= 0.5 * boxes[None, :, 2]) & (v.abs() <= 0.5 * boxes[None, :, 3])
 
