@@ -76,7 +76,7 @@ from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb import pointobb_views as V
 from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
 from visionkit.tasks.obb.fcos import FPN, IMAGENET_MEAN, IMAGENET_STD
-from visionkit.tasks.obb.pointobb_angle import build_angle_head
+from visionkit.tasks.obb.pointobb_angle import ANGLE_HEADS, build_angle_head
 
 __all__ = ["PointOBB", "PointOBBTask", "PseudoBoxIoU", "MILHead", "rotated_roi_grid", "weighted_box_mean"]
 
@@ -690,8 +690,8 @@ class PointOBBTask(BaseTask):
         if not 0 <= angle_loss_start <= angle_proposal_start:
             raise ValueError("model.init_args.angle_loss_start/angle_proposal_start: need 0 <= angle_loss_start <= "
                              f"angle_proposal_start, got {angle_loss_start}, {angle_proposal_start}")
-        if angle_head not in ("conv", "tensor"):
-            raise ValueError(f"model.init_args.angle_head: expected 'conv' or 'tensor', got {angle_head!r}")
+        if angle_head not in ANGLE_HEADS:
+            raise ValueError(f"model.init_args.angle_head: expected one of {ANGLE_HEADS}, got {angle_head!r}")
         bad_f = [f for f in scale_negatives if not (float(f) > 0 and float(f) != 1.0)]
         if bad_f:
             raise ValueError(f"model.init_args.scale_negatives: factors must be positive and not 1, got {bad_f}")

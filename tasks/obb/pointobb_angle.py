@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from visionkit.tasks.obb.coders import AngleCoder
 
-__all__ = ["ConvAngleHead", "TensorAngleHead", "build_angle_head", "orientation_tensor"]
+__all__ = ["ANGLE_HEADS", "ConvAngleHead", "TensorAngleHead", "build_angle_head", "orientation_tensor"]
 
 ANGLE_HEADS = ("conv", "tensor")
 

@@ -514,16 +514,20 @@ def batched_nms_rotated(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thres
 
 
 # ---------------------------------------------------------------------------------------------------- points
+def _frame(points: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Coordinates of points ``(..., 2)`` along the width and height axes of boxes ``(..., 5)`` (broadcast),
+    from the box centre."""
+    cx, cy, _, _, t = boxes.unbind(-1)
+    c, s = torch.cos(t), torch.sin(t)
+    dx, dy = points[..., 0] - cx, points[..., 1] - cy
+    return dx * c + dy * s, dy * c - dx * s
+
+
 def _local(points: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Coordinates ``(P, N)`` of each point along each box's width and height axes, from its centre."""
     if points.ndim != 2 or points.shape[-1] != 2:
         raise ValueError(f"points must have shape (P, 2), got {tuple(points.shape)}")
-    boxes = _check_boxes(boxes)
-    cx, cy, _, _, t = boxes.unbind(-1)
-    c, s = torch.cos(t), torch.sin(t)
-    dx = points[:, 0:1] - cx[None]
-    dy = points[:, 1:2] - cy[None]
-    return dx * c + dy * s, dy * c - dx * s
+    return _frame(points[:, None], _check_boxes(boxes)[None])
 
 
 def points_in_obb(points: Tensor, boxes: Tensor, aligned: bool = False) -> Tensor:
@@ -542,13 +546,11 @@ def points_in_obb(points: Tensor, boxes: Tensor, aligned: bool = False) -> Tenso
         if points.shape[-1] != 2 or boxes.shape[-1] != 5:
             raise ValueError(f"points (..., 2) and boxes (..., 5) expected, got {tuple(points.shape)} and "
                              f"{tuple(boxes.shape)}")
-        cx, cy, w, h, t = boxes.unbind(-1)
-        c, s = torch.cos(t), torch.sin(t)
-        dx, dy = points[..., 0] - cx, points[..., 1] - cy
-        u, v = dx * c + dy * s, dy * c - dx * s
-        return (u.abs() <= 0.5 * w) & (v.abs() <= 0.5 * h)
-    u, v = _local(points, boxes)
-    return (u.abs() <= 0.5 * boxes[None, :, 2]) & (v.abs() <= 0.5 * boxes[None, :, 3])
+        u, v = _frame(points, boxes)
+    else:
+        u, v = _local(points, boxes)
+        boxes = boxes[None]
+    return (u.abs() <= 0.5 * boxes[..., 2]) & (v.abs() <= 0.5 * boxes[..., 3])
 
 
 def point_to_obb_sides(points: Tensor, boxes: Tensor) -> Tensor:
