@@ -48,6 +48,7 @@ from torch.utils.data import Dataset
 
 from visionkit.datamodules.base import BaseDataModule
 from visionkit.datamodules.obb import transforms as T
+from visionkit.datamodules.obb.augment import OBBBatchAugment
 
 __all__ = ["SyntheticOBB", "SyntheticOBBDataset", "render_shapes", "SHAPES"]
 
@@ -413,6 +414,14 @@ class SyntheticOBB(BaseDataModule):
         point_mode: ``'center'`` | ``'random'`` (uniform inside the true box).
         data_seed: seed of the generated data (``seed`` only drives shuffling).
         augment_flips: on training batches, random horizontal/vertical flips and 90° turns (device side).
+        augment_rotate: probability of turning a training image by a uniform angle in
+            ``[-augment_max_angle, augment_max_angle]`` degrees (device side, kornia; see
+            :mod:`~visionkit.datamodules.obb.augment`); objects keeping less than ``augment_min_visible`` of
+            their area inside the image are dropped. Not with ``label_mode='hbb'`` (a turned horizontal box is
+            no longer the tight one).
+        augment_max_angle, augment_min_visible: see ``augment_rotate``.
+        augment_jitter: strength of the photometric jitter (brightness, contrast, saturation; hue at a
+            quarter of it), 0 disables.
         **kwargs: :class:`~visionkit.datamodules.base.BaseDataModule` arguments.
     """
 
@@ -433,9 +442,16 @@ class SyntheticOBB(BaseDataModule):
         point_mode: str = "center",
         data_seed: int = 0,
         augment_flips: bool = False,
+        augment_rotate: float = 0.0,
+        augment_max_angle: float = 180.0,
+        augment_min_visible: float = 0.6,
+        augment_jitter: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if augment_rotate > 0 and label_mode == "hbb":
+            raise ValueError("data.init_args.augment_rotate: arbitrary turns need label_mode 'obb' or 'point', "
+                             "not 'hbb'")
         _check_options(label_mode, point_mode, shapes, min_size, max_size, aspect_range, img_size, img_size,
                        max_objects)
         self.n = {"train": n_train, "val": n_val, "test": n_test}
@@ -447,6 +463,10 @@ class SyntheticOBB(BaseDataModule):
         self.num_classes = len(shapes)
         self.img_size = img_size
         self.augment_flips = augment_flips
+        self.batch_augment = OBBBatchAugment(
+            rotate_prob=augment_rotate, max_angle=augment_max_angle, min_visible=augment_min_visible,
+            brightness=augment_jitter, contrast=augment_jitter, saturation=augment_jitter, hue=augment_jitter / 4,
+        )
 
     def _make(self, split: str) -> SyntheticOBBDataset:
         return SyntheticOBBDataset(self.n[split], split=split, **self.common)
@@ -460,9 +480,9 @@ class SyntheticOBB(BaseDataModule):
             self.test_dataset = self._make("test")
 
     def augment(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if not self.augment_flips:
-            return batch
-        return flip_rotate_batch(batch, rot90_prob=0.75)
+        if self.augment_flips:
+            batch = flip_rotate_batch(batch, rot90_prob=0.75)
+        return self.batch_augment(batch) if self.batch_augment.active else batch
 
 
 def flip_rotate_batch(
