@@ -67,6 +67,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torchmetrics import Metric, MetricCollection
 
 from visionkit.backbones import build_backbone
@@ -193,6 +194,8 @@ class PointOBB(nn.Module):
         pseudo_stage: the stage whose top-k mean (and bag score) is the pseudo box: 1 (the paper's refined box)
             or 0 (stage 1 is still trained and shapes the features).
         normalize: standardise [0, 1] images with the ImageNet mean/std.
+        roi_chunk: RoIs whose features are computed at once; while training, each chunk's features are
+            recomputed in backward instead of kept (see :meth:`roi_logits`). 0: all at once, all kept.
     """
 
     def __init__(
@@ -225,6 +228,7 @@ class PointOBB(nn.Module):
         exclude_other_points: bool = False,
         pseudo_stage: int = 1,
         normalize: bool = True,
+        roi_chunk: int = 2048,
     ) -> None:
         super().__init__()
         if not coder.differentiable_decode:
@@ -246,6 +250,9 @@ class PointOBB(nn.Module):
         if pseudo_stage not in (0, 1):
             raise ValueError(f"model.init_args.pseudo_stage: expected 0 or 1, got {pseudo_stage}")
         self.pseudo_stage = pseudo_stage
+        if roi_chunk < 0:
+            raise ValueError(f"model.init_args.roi_chunk: expected >= 0 (0: no chunks), got {roi_chunk}")
+        self.roi_chunk = int(roi_chunk)
         self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0,
                              background=stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
@@ -304,14 +311,14 @@ class PointOBB(nn.Module):
         """
         K, S = boxes.shape[0], self.roi_size
         C = feats[0].shape[1]
-        out = feats[0].new_zeros(K, C, S * S)
         if K == 0:
-            return out.flatten(1)
+            return feats[0].new_zeros(K, C * S * S)
         lvl = self.level_of(boxes[:, 2:4])
         if self.roi_context != 1.0:  # the grid also covers a margin around the box
             boxes = torch.cat([boxes[:, :2], boxes[:, 2:4] * self.roi_context, boxes[:, 4:]], 1)
         pts = rotated_roi_grid(boxes, S)  # (K, S*S, 2)
         B = feats[0].shape[0]
+        sels, vals = [], []
         for level, f in enumerate(feats):  # a handful of levels; boxes are vectorised
             sel = (lvl == level).nonzero().flatten()
             if sel.numel() == 0:
@@ -325,11 +332,53 @@ class PointOBB(nn.Module):
             sel, bi, g = sel[order], bi[order], g[order]
             counts = torch.bincount(bi, minlength=B)
             rank = torch.arange(sel.numel(), device=boxes.device) - (torch.cumsum(counts, 0) - counts)[bi]
-            grid = g.new_full((B, int(counts.max()), S * S, 2), -2.0)
-            grid[bi, rank] = g.to(grid.dtype)
-            sampled = F.grid_sample(f, grid.to(f.dtype), mode="bilinear", padding_mode="zeros", align_corners=False)
-            out[sel] = sampled.permute(0, 2, 1, 3)[bi, rank]  # (n, C, S*S)
+            # sampling coordinates never go below float32 (a bf16 grid is off by a fraction of a cell); the maps
+            # follow, as CPU autocast also samples in float32
+            dt = torch.promote_types(torch.promote_types(f.dtype, g.dtype), torch.float32)
+            grid = g.new_full((B, int(counts.max()), S * S, 2), -2.0, dtype=dt)
+            grid[bi, rank] = g.to(dt)
+            sampled = F.grid_sample(f.to(dt), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            sels.append(sel)
+            vals.append(sampled.permute(0, 2, 1, 3)[bi, rank])  # (n, C, S*S)
+        # every box has one level: concatenating the levels and undoing the order fills all K rows, in the dtype
+        # the sampling gave
+        out = torch.cat(vals)[torch.argsort(torch.cat(sels))]  # (K, C, S*S)
         return out.flatten(1)
+
+    def roi_logits(self, heads: Sequence[MILHead], feats: Sequence[Tensor], boxes: Tensor, batch_idx: Tensor,
+                   image_size: tuple[int, int]) -> list[tuple[Tensor, Tensor]]:
+        """Class and instance logits of each head for the rotated RoIs of ``boxes``, ``roi_chunk`` RoIs at a time.
+
+        The RoI features of ``K`` boxes take ``K * C * S * S`` values (12544 per RoI with the DOTA config): kept for
+        backward for every proposal of every point, they grow the memory of a step by tens of megabytes per point.
+        While gradients are recorded, each chunk's RoI features and head activations are therefore recomputed in
+        backward (activation checkpointing); only the logits stay. The result and its gradients are those of one
+        pass over all boxes (``roi_chunk: 0``), up to float rounding.
+
+        Args:
+            heads: MIL heads applied to the same RoI features.
+            feats, boxes, batch_idx, image_size: as in :meth:`roi_features`.
+
+        Returns:
+            per head ``(cls_logits (K, C or C + 1), ins_logits (K, C))``.
+        """
+        K = boxes.shape[0]
+
+        def run(b: Tensor, bi: Tensor, *fs: Tensor) -> tuple[Tensor, ...]:
+            x = self.roi_features(fs, b, bi, image_size)  # (k, C*S*S)
+            return tuple(t for h in heads for t in h(x))
+
+        chunk = self.roi_chunk
+        if chunk <= 0 or K == 0:
+            flat = run(boxes, batch_idx, *feats)
+        else:
+            recompute = torch.is_grad_enabled()
+            parts = []
+            for start in range(0, K, chunk):  # a few chunks; the RoIs of a chunk are vectorised
+                b, bi = boxes[start:start + chunk], batch_idx[start:start + chunk]
+                parts.append(checkpoint(run, b, bi, *feats, use_reentrant=False) if recompute else run(b, bi, *feats))
+            flat = tuple(torch.cat(ts) for ts in zip(*parts))
+        return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(heads))]
 
     # ------------------------------------------------------------------------------------------ angles
     def dense_to_sparse(self, amaps: Sequence[Tensor], points: Tensor, batch_idx: Tensor,
@@ -471,8 +520,8 @@ class PointOBB(nn.Module):
         ``ins (N, K, C)`` (softmax over the bag, restricted to the proposals where ``keep (N, K)`` is true when
         given) and the raw class logits ``(N, K, C)``."""
         N, K = bags.shape[:2]
-        x = self.roi_features(feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K), image_size)
-        cls_logit, ins_logit = head(x)
+        (cls_logit, ins_logit), = self.roi_logits([head], feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K),
+                                                  image_size)
         cls_logit, ins_logit = cls_logit.view(N, K, -1), ins_logit.view(N, K, -1)
         if keep is not None:
             ins_logit = ins_logit.masked_fill(~keep[..., None], float("-inf"))
@@ -606,7 +655,7 @@ class PointOBBTask(BaseTask):
         bag_scales, bag_ratios, topk, roi_size, roi_context, head_dim, finest_scale, jitter_scales, jitter_offsets,
         num_negatives, neg_iou_thr, d2s_radius, angle_convs, angle_head, tensor_maps, tensor_sigma,
         tensor_image, agnostic_classes, stage0_sigmoid,
-        stage0_background, exclude_other_points, pseudo_stage: see
+        stage0_background, exclude_other_points, pseudo_stage, roi_chunk: see
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
@@ -665,6 +714,7 @@ class PointOBBTask(BaseTask):
         stage0_background: bool = False,
         exclude_other_points: bool = False,
         pseudo_stage: int = 1,
+        roi_chunk: int = 2048,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
@@ -720,7 +770,7 @@ class PointOBBTask(BaseTask):
             tensor_image=hp.tensor_image,
             agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
             stage0_background=hp.stage0_background, exclude_other_points=hp.exclude_other_points,
-            pseudo_stage=hp.pseudo_stage)
+            pseudo_stage=hp.pseudo_stage, roi_chunk=hp.roi_chunk)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
@@ -777,11 +827,12 @@ class PointOBBTask(BaseTask):
             sb, sbi = m.scaled_negatives(out["box0"].detach(), bidx, hp.scale_negatives)
             neg_boxes, neg_b = torch.cat([neg_boxes, sb.to(neg_boxes.dtype)]), torch.cat([neg_b, sbi])
         if neg_boxes.shape[0]:
-            x = m.roi_features(out["feats"], neg_boxes, neg_b, size)
-            heads = (m.head0, m.head1) if m.stage0_sigmoid else (m.head1,)
-            neg = sum(_focal_negative(torch.sigmoid(h(x)[0])) for h in heads)
+            heads = [m.head0, m.head1] if (m.stage0_sigmoid or m.head0.background) else [m.head1]
+            logits = [c for c, _ in m.roi_logits(heads, out["feats"], neg_boxes, neg_b, size)]
             if m.head0.background:
-                neg = neg + _focal_background(m.head0(x)[0])
+                neg = _focal_negative(torch.sigmoid(logits[1])) + _focal_background(logits[0])
+            else:
+                neg = sum(_focal_negative(torch.sigmoid(c)) for c in logits)
             neg = neg * hp.neg_loss_weight
         else:
             neg = zero
