@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,7 +14,7 @@ from torchmetrics import MetricCollection
 
 from visionkit.metrics.generation import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 from visionkit.tasks.base import BaseTask
-from visionkit.tasks.generation.judge import load_judge
+from visionkit.tasks.generation.judge import JudgeClassifier, load_judge, save_judge, train_judge
 from visionkit.tasks.generation.ordering import Ordering
 from visionkit.tasks.generation.tokenizers import PixelQuantizer
 from visionkit.tasks.generation.transformer import ARTransformer
@@ -43,7 +46,11 @@ class AutoregressiveGenerationTask(BaseTask):
         dim, depth, heads, mlp_ratio, dropout: transformer size.
         label_dropout: probability of training with the null label (classifier-free guidance).
         cfg_scale, cfg_interval, temperature, top_k, top_p: sampling used by ``task(batch)`` and the metrics.
-        judge_path: saved judge (``JudgeTask``) for judge accuracy / FID / KID; None disables them.
+        judge_path: saved judge (``JudgeTask``) for judge accuracy / FID / KID; None disables them. When the
+            file is missing, ``prepare_data`` trains one on the datamodule's training split (``judge_steps``
+            steps, the judge configs' recipe) and saves it there; with ``judge_steps: 0``, or under
+            ``fast_dev_run``, the run goes on without these three metrics (one warning line).
+        judge_steps: optimiser steps of a judge trained because ``judge_path`` is missing (0: never train).
         kid_subset_size: KID subset size (reduced automatically for small splits).
         samples_per_image: class-conditional samples generated per real image of the val/test split for judge
             accuracy, FID and KID (FID on a few hundred samples is noisy; 10 per image makes the sample side
@@ -76,6 +83,7 @@ class AutoregressiveGenerationTask(BaseTask):
         judge_path: str | None = None,
         kid_subset_size: int = 100,
         samples_per_image: int = 1,
+        judge_steps: int = 600,
         **kwargs: Any,
     ) -> None:
         if samples_per_image < 1:
@@ -106,11 +114,54 @@ class AutoregressiveGenerationTask(BaseTask):
 
     def make_metrics(self) -> MetricCollection:
         metrics: dict[str, Any] = {"token": TokenNLL()}
-        if self.hparams.judge_path:
-            judge = load_judge(self.hparams.judge_path)
-            metrics.update(judge_accuracy=JudgeAccuracy(judge), fid=judge_fid(judge),
-                           kid=judge_kid(judge, subset_size=self.hparams.kid_subset_size))
+        path = self.hparams.judge_path
+        # a missing judge is made in prepare_data (or skipped with a warning) and attached in setup
+        self._judge_pending = bool(path) and not Path(path).exists()
+        if path and not self._judge_pending:
+            metrics.update(self._judge_metrics(load_judge(path)))
         return MetricCollection(metrics, compute_groups=False)
+
+    def _judge_metrics(self, judge: JudgeClassifier) -> dict[str, Any]:
+        return {"judge_accuracy": JudgeAccuracy(judge), "fid": judge_fid(judge),
+                "kid": judge_kid(judge, subset_size=self.hparams.kid_subset_size)}
+
+    def prepare_data(self) -> None:
+        """Train and save the judge when ``judge_path`` is missing (rank 0; the other ranks wait in Lightning)."""
+        hp = self.hparams
+        trainer = self._trainer
+        if not self._judge_pending or Path(hp.judge_path).exists() or hp.judge_steps <= 0 or trainer is None:
+            return
+        dm = trainer.datamodule
+        if trainer.fast_dev_run or dm is None:
+            return  # setup() warns
+        dm.setup("fit")
+        try:
+            device = trainer.strategy.root_device
+        except (AttributeError, RuntimeError):
+            device = torch.device("cpu")
+        print(f"judge {hp.judge_path} missing: training it on the training split ({hp.judge_steps} steps on "
+              f"{device}), saved for later runs", file=sys.stdout, flush=True)
+        judge = train_judge(dm.train_dataset, hp.in_channels, hp.num_classes, spatial_dims=len(hp.image_size),
+                            steps=hp.judge_steps, device=device)
+        save_judge(judge, hp.judge_path)
+
+    def setup(self, stage: str) -> None:
+        if not self._judge_pending:
+            return
+        self._judge_pending = False
+        path = Path(self.hparams.judge_path)
+        if not path.exists():
+            if self._trainer is None or self.trainer.is_global_zero:
+                why = ("judge_steps is 0" if self.hparams.judge_steps <= 0 else "not trained under fast_dev_run"
+                       if self._trainer is not None and self.trainer.fast_dev_run else "no datamodule to train it on")
+                print(f"warning: model.init_args.judge_path: {path} does not exist ({why}): judge_accuracy, fid "
+                      "and kid are not computed", file=sys.stderr, flush=True)
+            return
+        judge = load_judge(path)
+        for split in ("val", "test"):
+            metrics = self.metrics_for(split)
+            if metrics is not None:
+                metrics.add_metrics(self._judge_metrics(copy.deepcopy(judge)))
 
     def state_dict(self, *args, **kwargs):
         # the frozen judge inside the metrics and the frozen tokenizer are loaded from their own files

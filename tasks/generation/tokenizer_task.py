@@ -69,7 +69,7 @@ def load_tokenizer(path: str | Path, key: str = "model.init_args.tokenizer_ckpt"
     if not p.exists():
         raise DatasetNotFoundError(f"{key}: tokenizer checkpoint {p} does not exist (train shapes_vqvae.yaml first)")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
         hp = ckpt["hyper_parameters"]
         model = VQVAE(hp["in_channels"], hp["hidden"], hp["downsample"], hp["num_codes"], hp["code_dim"], hp["beta"])
         sd = {k[len("vqvae."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("vqvae.")}

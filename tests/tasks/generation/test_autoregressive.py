@@ -5,7 +5,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from visionkit.datamodules.generation import Digits, SyntheticShapes
-from visionkit.tasks.generation import AutoregressiveGenerationTask, JudgeClassifier, save_judge
+from visionkit.tasks.generation import AutoregressiveGenerationTask, JudgeClassifier, load_judge, save_judge
 
 
 def _task(**kw):
@@ -116,3 +116,43 @@ def test_samples_per_image_feeds_k_samples_per_real_image(tmp_path):
     assert int(metrics["judge_accuracy"].total) == 15
     with pytest.raises(ValueError, match="samples_per_image"):
         _task(samples_per_image=0)
+
+
+def _fit(task, dm, tmp_path, **kw):
+    args = dict(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False, num_sanity_val_steps=0, default_root_dir=str(tmp_path))
+    args.update(kw)
+    trainer = Trainer(**args)
+    trainer.fit(task, dm)
+    return trainer
+
+
+def test_missing_judge_is_trained_in_prepare_data_and_used(tmp_path, capsys):
+    path = tmp_path / "judges" / "digits_judge.pt"
+    task = _task(judge_path=str(path), judge_steps=40, kid_subset_size=10)
+    assert "fid" not in task.val_metrics  # nothing to load at construction
+    trainer = _fit(task, Digits(batch_size=32), tmp_path)
+    assert path.exists() and "judge" in capsys.readouterr().out
+    for key in ("val_judge_accuracy", "val_fid", "val_kid"):
+        assert key in trainer.callback_metrics, key
+    # the saved judge is a trained classifier: far above chance (0.1) on the held-out digits
+    judge = load_judge(path)
+    dm = Digits()
+    dm.setup("fit")
+    x = torch.stack([s["image"] for s in dm.test_dataset])
+    assert (judge(x).argmax(1) == dm.test_dataset.labels).float().mean() > 0.6
+    # a second run loads it at construction, without training again
+    mtime = path.stat().st_mtime_ns
+    task2 = _task(judge_path=str(path), judge_steps=40)
+    assert "fid" in task2.val_metrics
+    _fit(task2, Digits(batch_size=32), tmp_path, limit_val_batches=0)
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_missing_judge_under_fast_dev_run_warns_once_and_runs_without(tmp_path, capsys):
+    path = tmp_path / "judge.pt"
+    trainer = _fit(_task(judge_path=str(path)), Digits(batch_size=32), tmp_path, fast_dev_run=1)
+    err = capsys.readouterr().err
+    assert not path.exists()
+    assert sum(str(path) in line for line in err.splitlines()) == 1
+    assert "val_token_nll" in trainer.callback_metrics and "val_fid" not in trainer.callback_metrics
