@@ -21,10 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from visionkit.datamodules.obb import transforms as T
 from visionkit.datamodules.obb.transforms import wrap_le90
-from visionkit.ops.rotated_boxes import box_iou_rotated, obb2hbb
+from visionkit.ops.rotated_boxes import box_iou_rotated, hbb2obb, obb2hbb
 
-__all__ = ["OBBBatchAugment", "rotate_batch"]
+__all__ = ["OBBBatchAugment", "flip_rotate_batch", "rotate_batch"]
 
 #: per-object keys that are aligned with ``boxes`` (filtered together when an object is dropped)
 BOX_KEYS = ("boxes", "gt_boxes", "labels", "difficult", "hboxes")
@@ -106,6 +107,56 @@ def rotate_batch(batch: dict[str, Any], angles: Tensor, min_visible: float = 0.6
         else:  # one point per object
             out["points"] = [p[m] for p, m in zip(pts, keep_per)]
     return out
+
+
+def flip_rotate_batch(
+    batch: dict[str, Any],
+    generator: torch.Generator | None = None,
+    hflip_prob: float = 0.5,
+    vflip_prob: float = 0.5,
+    rot90_prob: float = 0.75,
+) -> dict[str, Any]:
+    """Random horizontal flip, vertical flip and clockwise quarter turns per image (square images).
+
+    Transforms ``image`` (stacked ``(B, C, H, W)``) with ``boxes``, ``gt_boxes``, ``hboxes`` and ``points``
+    (lists); zero-size point boxes (``label_mode='point'``) move with their points. Horizontal boxes stay
+    horizontal under these transforms, so they remain exact. With probability ``rot90_prob`` an image is
+    turned by 1, 2 or 3 quarters (uniformly).
+    """
+    images = batch["image"]
+    B = images.shape[0]
+    u = torch.rand(B, 3, generator=generator)
+    q = torch.randint(1, 4, (B,), generator=generator)
+    draws = torch.stack([u[:, 0] < hflip_prob, u[:, 1] < vflip_prob], 1).tolist()
+    turns = torch.where(u[:, 2] < rot90_prob, q, torch.zeros_like(q)).tolist()
+    out_imgs, keys = [], [k for k in ("boxes", "gt_boxes", "points", "hboxes") if k in batch]
+    new = {k: list(batch[k]) for k in keys}
+    if "hboxes" in new:  # transformed as le90 boxes with theta in {0, -pi/2}, converted back below
+        new["hboxes"] = [hbb2obb(hb) for hb in new["hboxes"]]
+    for b in range(B):  # per image: a handful of tensor ops each
+        img = images[b]
+        boxes = {k: new[k][b] for k in ("boxes", "gt_boxes", "hboxes") if k in new}
+        pts = new["points"][b] if "points" in new else None
+        ops = ([T.hflip] if draws[b][0] else []) + ([T.vflip] if draws[b][1] else [])
+        for op in ops:
+            for k in boxes:
+                _, boxes[k], _ = op(img, boxes[k], None)
+            img, _, pts = op(img, None, pts)
+        if turns[b]:
+            for k in boxes:
+                _, boxes[k], _ = T.rot90(img, boxes[k], None, k=turns[b])
+            img, _, pts = T.rot90(img, None, pts, k=turns[b])
+        out_imgs.append(img)
+        for k in boxes:
+            new[k][b] = boxes[k]
+        if pts is not None:
+            new["points"][b] = pts
+    if "hboxes" in new:
+        new["hboxes"] = [obb2hbb(hb) for hb in new["hboxes"]]
+    batch = dict(batch)
+    batch["image"] = torch.stack(out_imgs)
+    batch.update(new)
+    return batch
 
 
 class OBBBatchAugment:

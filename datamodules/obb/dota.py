@@ -40,7 +40,8 @@ from torch.utils.data import Dataset
 
 from visionkit.datamodules.base import BaseDataModule
 from visionkit.datamodules.obb import transforms as T
-from visionkit.datamodules.obb.synthetic import flip_rotate_batch, points_in_boxes
+from visionkit.datamodules.obb.augment import OBBBatchAugment, flip_rotate_batch
+from visionkit.datamodules.obb.transforms import points_in_boxes
 from visionkit.errors import DataError, DatasetNotFoundError
 from visionkit.io import atomic_open
 
@@ -565,6 +566,10 @@ class _FolderOBB(BaseDataModule):
         hflip_prob: float = 0.5,
         vflip_prob: float = 0.5,
         rot90_prob: float = 0.5,
+        augment_rotate: float = 0.0,
+        augment_max_angle: float = 180.0,
+        augment_min_visible: float = 0.6,
+        augment_jitter: float = 0.0,
         degenerate: str = "skip",
         point_mode: str = "center",
         point_dir: str | None = None,
@@ -579,6 +584,13 @@ class _FolderOBB(BaseDataModule):
             raise ValueError(f"data.init_args.point_mode: expected 'center' or 'random', got {point_mode!r}")
         self.root, self.img_size = root, img_size
         self.hflip_prob, self.vflip_prob, self.rot90_prob = hflip_prob, vflip_prob, rot90_prob
+        if augment_jitter > 0 and mean is not None:
+            raise ValueError("data.init_args.augment_jitter: photometric jitter works on [0, 1] images; "
+                             "leave mean/std unset")
+        self.batch_augment = OBBBatchAugment(
+            rotate_prob=augment_rotate, max_angle=augment_max_angle, min_visible=augment_min_visible,
+            brightness=augment_jitter, contrast=augment_jitter, saturation=augment_jitter, hue=augment_jitter / 4,
+        )
         self.degenerate, self.point_mode, self.point_dir = degenerate, point_mode, point_dir
         self.mean, self.std = mean, std
         self.class_names = list(self.classes)
@@ -619,12 +631,12 @@ class _FolderOBB(BaseDataModule):
             self.predict_dataset = self.make_dataset("test")
 
     def augment(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if max(self.hflip_prob, self.vflip_prob, self.rot90_prob) <= 0:
-            return batch
-        if batch["image"].shape[-1] != batch["image"].shape[-2]:
-            raise ValueError("flip/rotation augmentation needs square images: set data.init_args.img_size")
-        return flip_rotate_batch(batch, hflip_prob=self.hflip_prob, vflip_prob=self.vflip_prob,
-                                 rot90_prob=self.rot90_prob)
+        if max(self.hflip_prob, self.vflip_prob, self.rot90_prob) > 0:
+            if batch["image"].shape[-1] != batch["image"].shape[-2]:
+                raise ValueError("flip/rotation augmentation needs square images: set data.init_args.img_size")
+            batch = flip_rotate_batch(batch, hflip_prob=self.hflip_prob, vflip_prob=self.vflip_prob,
+                                      rot90_prob=self.rot90_prob)
+        return self.batch_augment(batch) if self.batch_augment.active else batch
 
 
 def _pair_folder(images: Path, labels: Path | None, key: str) -> list[tuple[Path, Path | None]]:
@@ -653,6 +665,8 @@ class DOTA(_FolderOBB):
         version: ``'v1.0'``, ``'v1.5'`` or ``'v2.0'`` (class list).
         img_size: resize the longer side to this and pad square (None: native size, e.g. 1024 patches).
         hflip_prob, vflip_prob, rot90_prob: training augmentation probabilities (a turn is 1-3 quarters).
+        augment_rotate, augment_max_angle, augment_min_visible, augment_jitter: turns by any angle and
+            photometric jitter on the device, as in :class:`~visionkit.datamodules.obb.synthetic.SyntheticOBB`.
         degenerate: ``'keep'``, ``'skip'`` or ``'error'`` for degenerate polygons (always reported).
         point_mode: ``'center'`` or ``'random'`` points derived from the boxes.
         point_dir: sub-folder of point-label files (None: derive points from the boxes).

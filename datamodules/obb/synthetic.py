@@ -48,7 +48,9 @@ from torch.utils.data import Dataset
 
 from visionkit.datamodules.base import BaseDataModule
 from visionkit.datamodules.obb import transforms as T
-from visionkit.datamodules.obb.augment import OBBBatchAugment
+from visionkit.datamodules.obb.augment import OBBBatchAugment, flip_rotate_batch
+from visionkit.datamodules.obb.transforms import points_in_boxes
+from visionkit.ops.rotated_boxes import hbb2obb
 
 __all__ = ["SyntheticOBB", "SyntheticOBBDataset", "render_shapes", "SHAPES"]
 
@@ -278,30 +280,6 @@ def generate_image(
     }
 
 
-def _hbb_as_le90(hb: Tensor) -> Tensor:
-    """``(N, 4)`` xyxy -> ``(N, 5)`` le90 boxes (w >= h; a tall box gets ``theta = -pi/2``)."""
-    cx, cy = (hb[:, 0] + hb[:, 2]) / 2, (hb[:, 1] + hb[:, 3]) / 2
-    bw, bh = hb[:, 2] - hb[:, 0], hb[:, 3] - hb[:, 1]
-    wide = bw >= bh
-    return torch.stack([cx, cy, torch.where(wide, bw, bh), torch.where(wide, bh, bw),
-                        torch.where(wide, 0.0, -math.pi / 2)], -1)
-
-
-def _le90_hbb_to_xyxy(b: Tensor) -> Tensor:
-    """Inverse of :func:`_hbb_as_le90` (any box: its axis-aligned extent)."""
-    c, s = torch.cos(b[:, 4]).abs(), torch.sin(b[:, 4]).abs()
-    ex, ey = b[:, 2] / 2 * c + b[:, 3] / 2 * s, b[:, 2] / 2 * s + b[:, 3] / 2 * c
-    return torch.stack([b[:, 0] - ex, b[:, 1] - ey, b[:, 0] + ex, b[:, 1] + ey], -1)
-
-
-def points_in_boxes(boxes: Tensor, offsets: Tensor) -> Tensor:
-    """Points at relative ``offsets`` ``(N, 2)`` in ``[-0.5, 0.5]`` of each box's own frame -> ``(N, 2)`` (x, y)."""
-    cx, cy, w, h, th = boxes.unbind(-1)
-    c, s = torch.cos(th), torch.sin(th)
-    u, v = offsets[:, 0] * w, offsets[:, 1] * h
-    return torch.stack([cx + u * c - v * s, cy + u * s + v * c], -1)
-
-
 class SyntheticOBBDataset(Dataset):
     """Rendered images (stored as uint8) with their labels; see the module docstring for the sample keys.
 
@@ -359,7 +337,7 @@ class SyntheticOBBDataset(Dataset):
         if self.label_mode == "obb":
             boxes = gt.clone()
         elif self.label_mode == "hbb":
-            boxes = _hbb_as_le90(t["hboxes"])
+            boxes = hbb2obb(t["hboxes"])
         else:
             boxes = torch.cat([points, torch.zeros(points.shape[0], 3)], 1)
         return {
@@ -483,53 +461,3 @@ class SyntheticOBB(BaseDataModule):
         if self.augment_flips:
             batch = flip_rotate_batch(batch, rot90_prob=0.75)
         return self.batch_augment(batch) if self.batch_augment.active else batch
-
-
-def flip_rotate_batch(
-    batch: dict[str, Any],
-    generator: torch.Generator | None = None,
-    hflip_prob: float = 0.5,
-    vflip_prob: float = 0.5,
-    rot90_prob: float = 0.75,
-) -> dict[str, Any]:
-    """Random horizontal flip, vertical flip and clockwise quarter turns per image (square images).
-
-    Transforms ``image`` (stacked ``(B, C, H, W)``) with ``boxes``, ``gt_boxes``, ``hboxes`` and ``points``
-    (lists); zero-size point boxes (``label_mode='point'``) move with their points. Horizontal boxes stay
-    horizontal under these transforms, so they remain exact. With probability ``rot90_prob`` an image is
-    turned by 1, 2 or 3 quarters (uniformly).
-    """
-    images = batch["image"]
-    B = images.shape[0]
-    u = torch.rand(B, 3, generator=generator)
-    q = torch.randint(1, 4, (B,), generator=generator)
-    draws = torch.stack([u[:, 0] < hflip_prob, u[:, 1] < vflip_prob], 1).tolist()
-    turns = torch.where(u[:, 2] < rot90_prob, q, torch.zeros_like(q)).tolist()
-    out_imgs, keys = [], [k for k in ("boxes", "gt_boxes", "points", "hboxes") if k in batch]
-    new = {k: list(batch[k]) for k in keys}
-    if "hboxes" in new:  # transformed as le90 boxes with theta in {0, -pi/2}, converted back below
-        new["hboxes"] = [_hbb_as_le90(hb) for hb in new["hboxes"]]
-    for b in range(B):  # per image: a handful of tensor ops each
-        img = images[b]
-        boxes = {k: new[k][b] for k in ("boxes", "gt_boxes", "hboxes") if k in new}
-        pts = new["points"][b] if "points" in new else None
-        ops = ([T.hflip] if draws[b][0] else []) + ([T.vflip] if draws[b][1] else [])
-        for op in ops:
-            for k in boxes:
-                _, boxes[k], _ = op(img, boxes[k], None)
-            img, _, pts = op(img, None, pts)
-        if turns[b]:
-            for k in boxes:
-                _, boxes[k], _ = T.rot90(img, boxes[k], None, k=turns[b])
-            img, _, pts = T.rot90(img, None, pts, k=turns[b])
-        out_imgs.append(img)
-        for k in boxes:
-            new[k][b] = boxes[k]
-        if pts is not None:
-            new["points"][b] = pts
-    if "hboxes" in new:
-        new["hboxes"] = [_le90_hbb_to_xyxy(hb) for hb in new["hboxes"]]
-    batch = dict(batch)
-    batch["image"] = torch.stack(out_imgs)
-    batch.update(new)
-    return batch

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["wrap_le90", "hflip", "vflip", "rot90", "resize_pad"]
+__all__ = ["wrap_le90", "hflip", "vflip", "rot90", "resize_pad", "points_in_boxes"]
 
 
 def wrap_le90(theta: Tensor) -> Tensor:
@@ -103,3 +103,11 @@ def resize_pad(image: Tensor, size: int, boxes: Tensor | None = None, points: Te
     if points is not None and points.numel():
         points *= scale
     return out, boxes, points, scale
+
+
+def points_in_boxes(boxes: Tensor, offsets: Tensor) -> Tensor:
+    """Points at relative ``offsets`` ``(N, 2)`` in ``[-0.5, 0.5]`` of each box's own frame -> ``(N, 2)`` (x, y)."""
+    cx, cy, w, h, th = boxes.unbind(-1)
+    c, s = torch.cos(th), torch.sin(th)
+    u, v = offsets[:, 0] * w, offsets[:, 1] * h
+    return torch.stack([cx + u * c - v * s, cy + u * s + v * c], -1)

@@ -9,13 +9,8 @@ import pytest
 import torch
 from shapely.geometry import Point, Polygon
 
-from visionkit.datamodules.obb.synthetic import (
-    SyntheticOBB,
-    SyntheticOBBDataset,
-    flip_rotate_batch,
-    generate_image,
-    render_shapes,
-)
+from visionkit.datamodules.obb.augment import flip_rotate_batch
+from visionkit.datamodules.obb.synthetic import SyntheticOBB, SyntheticOBBDataset, generate_image, render_shapes
 from visionkit.ops.rotated_boxes import box_iou_rotated, obb2poly, points_in_obb
 
 torch.set_num_threads(1)  # the machine is shared: no thread oversubscription
