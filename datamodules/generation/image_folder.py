@@ -48,6 +48,13 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def fingerprint(self) -> str:
+        """SHA-1 of the (relative path, label) list: adding, removing or relabelling files changes it."""
+        import hashlib
+
+        text = "\n".join(f"{p.relative_to(self.root)}|{k}" for p, k in self.samples)
+        return hashlib.sha1(text.encode()).hexdigest()
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         from PIL import Image, UnidentifiedImageError
 
@@ -74,7 +81,10 @@ class ImageFolder(GenerationDataModule):
         root: dataset root.
         image_size: output side in pixels (centre crop + bicubic resize).
         channels: 3 (RGB) or 1 (grey).
-        **kwargs: ``tokenizer_ckpt``, ``cache_dir`` and the ``BaseDataModule`` arguments.
+        **kwargs: ``tokenizer_ckpt``, ``cache_dir``, ``cache_batch_size``, ``cache_shard_size`` and the
+            ``BaseDataModule`` arguments. With ``tokenizer_ckpt``, the splits are tokenized once in
+            ``prepare_data`` (one process, on the accelerator, ``num_workers`` decoding, resumable shards) and
+            every process reads the cache.
     """
 
     def __init__(self, root: str = "data/imagenet", image_size: int = 256, channels: int = 3, **kwargs: Any) -> None:
