@@ -15,6 +15,14 @@ from visionkit.errors import DatasetNotFoundError
 from visionkit.seed import step_seed
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class EpochSeededSampler(DistributedSampler):
     """Shuffled order drawn from ``seed + epoch``, split across processes: the same order after a resume.
 
@@ -83,9 +91,23 @@ class BaseDataModule(LightningDataModule):
     def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return collate_dict(samples)
 
+    def loader_settings(self) -> tuple[int, bool]:
+        """``(num_workers, pin_memory)`` the loaders use on this machine.
+
+        ``num_workers`` is capped at the CPUs this process may run on (more workers than CPUs load no faster, and
+        every worker holds a copy of the dataset's Python objects), and host memory is pinned only when the
+        batches go to a CUDA device (pinning helps the host-to-GPU copy; on a CPU run it only costs time).
+        A GPU config therefore runs unchanged on a CPU.
+        """
+        workers = max(0, min(self.num_workers, available_cpus()))
+        trainer = self.trainer
+        on_cuda = trainer.strategy.root_device.type == "cuda" if trainer is not None else torch.cuda.is_available()
+        return workers, bool(self.pin_memory and on_cuda)
+
     def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {split} dataset (setup() did not create one)")
+        workers, pin = self.loader_settings()
         sampler = None
         if shuffle:
             trainer = self.trainer
@@ -96,10 +118,10 @@ class BaseDataModule(LightningDataModule):
             batch_size=self.batch_size,
             sampler=sampler,
             shuffle=False,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=self.collate,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
             drop_last=False,
         )
 
