@@ -55,9 +55,19 @@ __all__ = [
 VERSIONS = ("le90", "le135", "oc")
 
 # pairs clipped per chunk (about 1-2 KB of temporaries per pair)
-_PAIR_CHUNK = 1 << 17
+_PAIR_CHUNK = 1 << 14
 # rows per block of the dense axis-aligned prefilter
-_BLOCK = 256
+_BLOCK = 128
+# NMS: open boxes in the first block of rows, most rows per block, fixed cost of a round and of building a
+# suppression graph, in units of one exact pair IoU (measured on CPU, one thread)
+_NMS_FIRST_ROWS = 4
+_NMS_MAX_ROWS = 256
+_NMS_ROUND_COST = 3000
+_NMS_GRAPH_COST = 10000
+# screening one pair with the enclosing-box bound, in the same unit
+_NMS_SCREEN_COST = 0.1
+# a tile of the pairwise matrix is computed densely (broadcast) when at least 1 / _DENSE_SHARE of its pairs overlap
+_DENSE_SHARE = 2
 
 
 def _check_boxes(boxes: Tensor, name: str = "boxes") -> Tensor:
@@ -309,6 +319,49 @@ def _pair_values(tab: Tensor, i: Tensor, j: Tensor, mode: str) -> Tensor:
     return torch.cat(out) if out else tab.new_zeros(0)
 
 
+def _grid_values(t1: Tensor, t2: Tensor, mode: str) -> Tensor:
+    """IoU / IoF ``(R, C)`` of every pair of columns of two box tables ``(8, R)``, ``(8, C)`` (one block: the
+    pairs are broadcast, not gathered)."""
+    a1, a2 = t1[6, :, None], t2[6, None, :]
+    small_first = (a1 <= a2)[None]
+    r, c = t1[:, :, None], t2[:, None, :]
+    inter = _intersection(torch.where(small_first, c, r), torch.where(small_first, r, c))
+    den = a1 if mode == "iof" else a1 + a2 - inter
+    return inter / den.clamp_min(torch.finfo(t1.dtype).tiny)
+
+
+def _candidate_blocks(h1: Tensor, h2: Tensor):
+    """Blocks of pairs whose enclosing axis-aligned boxes overlap with positive area, for a pairwise matrix.
+
+    Both sets are sorted by x1; each block of rows is compared with the contiguous run of columns whose x1 can
+    fall inside the block's x-range (sort and sweep), cut into tiles of at most ``_PAIR_CHUNK`` pairs.
+
+    Yields:
+        ``(rows, cols, mask)``: original row indices ``(R,)``, column indices ``(C,)`` and the overlap mask
+        ``(R, C)`` of one tile with at least one overlapping pair.
+    """
+    dev = h1.device
+    o1, o2 = torch.argsort(h1[0]), torch.argsort(h2[0])
+    s1, s2 = h1[:, o1].contiguous(), h2[:, o2].contiguous()
+    n = s1.shape[1]
+    block = _BLOCK
+    starts = torch.arange(0, n, block, device=dev)
+    pad = torch.nn.functional.pad(s1[2], (0, (-n) % block), value=-math.inf)
+    ends = torch.searchsorted(s2[0], pad.view(-1, block).amax(1), side="left").tolist()
+    # a column overlaps a row in x only if its x1 > row x1 - (widest column)
+    widest = (s2[2] - s2[0]).max()
+    begins = torch.searchsorted(s2[0], s1[0, starts] - widest, side="left").tolist()
+    for k, r0 in enumerate(starts.tolist()):  # blocks of boxes, not boxes
+        r1 = min(r0 + block, n)
+        step = max(1, _PAIR_CHUNK // (r1 - r0))
+        for c0 in range(begins[k], ends[k], step):
+            c1 = min(c0 + step, ends[k])
+            r, c = s1[:, r0:r1, None], s2[:, None, c0:c1]
+            mask = (c[0] < r[2]) & (c[2] > r[0]) & (c[1] < r[3]) & (c[3] > r[1])  # (rows, cols)
+            if bool(mask.any()):
+                yield o1[r0:r1], o2[c0:c1], mask
+
+
 def _candidates(h1: Tensor, h2: Tensor | None = None, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Index pairs whose enclosing axis-aligned boxes overlap with positive area.
 
@@ -361,11 +414,19 @@ def _candidates(h1: Tensor, h2: Tensor | None = None, labels: Tensor | None = No
     return i, j
 
 
+def _no_autocast(device: torch.device):
+    """A context that turns autocast off on ``device``'s type (the ops compute in float32 / float64)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def box_iou_rotated(boxes1: Tensor, boxes2: Tensor, mode: str = "iou", aligned: bool = False) -> Tensor:
     """Exact IoU (or IoF) of oriented boxes.
 
-    Only pairs whose enclosing axis-aligned boxes overlap are clipped; pairs are processed in chunks, so
-    millions of pairs fit in memory. Differentiable almost everywhere. Zero-area boxes give 0, never NaN.
+    Only pairs whose enclosing axis-aligned boxes overlap are clipped: a tile of the matrix where most pairs
+    overlap is computed as one broadcast block, sparse tiles as gathered pairs. Tiles hold at most
+    ``_PAIR_CHUNK`` pairs, so the temporary memory stays bounded (about 1-2 KB per pair of a tile) whatever the
+    size of the matrix, when no gradient is recorded. Differentiable almost everywhere. Zero-area boxes give 0,
+    never NaN. Inputs in half precision (or under ``torch.autocast``) are computed in float32.
 
     Args:
         boxes1: ``(N, 5)`` as ``(cx, cy, w, h, theta)``, radians, clockwise-positive (y down).
@@ -379,25 +440,68 @@ def box_iou_rotated(boxes1: Tensor, boxes2: Tensor, mode: str = "iou", aligned: 
     if mode not in ("iou", "iof"):
         raise ValueError(f"mode must be 'iou' or 'iof', got {mode!r}")
     boxes1, boxes2 = _check_boxes(boxes1, "boxes1"), _check_boxes(boxes2, "boxes2")
+    with _no_autocast(boxes1.device):
+        return _box_iou(boxes1, boxes2, mode, aligned)
+
+
+def _box_iou(boxes1: Tensor, boxes2: Tensor, mode: str, aligned: bool) -> Tensor:
     dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
     work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     n, m = boxes1.shape[0], boxes2.shape[0]
     if aligned and n != m:
         raise ValueError(f"aligned IoU needs as many boxes1 as boxes2, got {n} and {m}")
-    tab = _box_table(torch.cat([boxes1.to(work), boxes2.to(work)]))  # (8, N + M)
-    h = _hbb(tab.detach())
+    t1, t2 = _box_table(boxes1.to(work)), _box_table(boxes2.to(work))  # (8, N), (8, M)
+    h1, h2 = _hbb(t1.detach()), _hbb(t2.detach())
     if aligned:
-        ar = torch.arange(n, device=tab.device)
-        hi, hj = h[:, :n], h[:, n:]
-        ov = (hi[0] < hj[2]) & (hi[2] > hj[0]) & (hi[1] < hj[3]) & (hi[3] > hj[1])
-        idx = ar[ov]
-        vals = _pair_values(tab, idx, idx + n, mode)
-        return tab.new_zeros(n).index_put((idx,), vals)
+        ov = (h1[0] < h2[2]) & (h1[2] > h2[0]) & (h1[1] < h2[3]) & (h1[3] > h2[1])
+        idx = torch.arange(n, device=t1.device)[ov]
+        vals = _pair_values(torch.cat([t1, t2], 1), idx, idx + n, mode)
+        return t1.new_zeros(n).index_put((idx,), vals)
     if n == 0 or m == 0:
-        return tab.new_zeros(n, m)
-    i, j = _candidates(h[:, :n], h[:, n:])
-    vals = _pair_values(tab, i, j + n, mode)
-    return tab.new_zeros(n * m).index_put((i * m + j,), vals).view(n, m)
+        return t1.new_zeros(n, m)
+    grad = torch.is_grad_enabled() and (t1.requires_grad or t2.requires_grad)
+    if grad:  # one out-of-place scatter at the end keeps the graph small
+        flat, vals = [], []
+    else:
+        out = t1.new_zeros(n, m)
+        flat_out = out.view(-1)
+    tab = torch.cat([t1, t2], 1)
+    pend_i, pend_j, pending = [], [], 0
+
+    def flush():
+        nonlocal pend_i, pend_j, pending
+        i, j = torch.cat(pend_i), torch.cat(pend_j)
+        v = _pair_values(tab, i, j + n, mode)
+        if grad:
+            flat.append(i * m + j)
+            vals.append(v)
+        else:
+            flat_out[i * m + j] = v
+        pend_i, pend_j, pending = [], [], 0
+
+    for rows, cols, mask in _candidate_blocks(h1, h2):
+        count = int(mask.sum())
+        if count * _DENSE_SHARE >= mask.numel():  # mostly overlapping: one broadcast block, no gather
+            v = _grid_values(t1[:, rows], t2[:, cols], mode) * mask
+            if grad:
+                flat.append((rows[:, None] * m + cols[None, :]).reshape(-1))
+                vals.append(v.reshape(-1))
+            else:
+                out[rows[:, None], cols[None, :]] = v
+            continue
+        ii, jj = mask.nonzero(as_tuple=True)
+        pend_i.append(rows[ii])
+        pend_j.append(cols[jj])
+        pending += count
+        if pending >= _PAIR_CHUNK:
+            flush()
+    if pending:
+        flush()
+    if not grad:
+        return out
+    if not flat:
+        return t1.new_zeros(n, m)
+    return t1.new_zeros(n * m).index_put((torch.cat(flat),), torch.cat(vals)).view(n, m)
 
 
 def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "log", eps: float = 1e-6) -> Tensor:
@@ -411,23 +515,110 @@ def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "log", eps: float
 
 
 # ------------------------------------------------------------------------------------------------------- NMS
-def _suppression_edges(boxes: Tensor, iou_threshold: float, labels: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Pairs ``(i, j)``, ``i < j`` (positions in the given order), with IoU above the threshold."""
-    tab = _box_table(boxes)
-    h = _hbb(tab)
+def _may_exceed(hi: Tensor, hj: Tensor, ai: Tensor, aj: Tensor, iou_threshold: float) -> Tensor:
+    """Whether pairs of boxes (enclosing boxes ``(4, ...)``, areas ``(...)``, broadcast) can have an IoU above
+    the threshold: their enclosing boxes overlap with positive area and the cheap upper bound
+    ``inter <= min(hbb intersection, a1, a2)``, ``union >= a1 + a2 - that`` exceeds it (slightly inflated, so
+    rounding never drops a pair whose exact IoU is above the threshold)."""
+    iw = torch.minimum(hi[2], hj[2]) - torch.maximum(hi[0], hj[0])
+    ih = torch.minimum(hi[3], hj[3]) - torch.maximum(hi[1], hj[1])
+    inter = torch.minimum(iw.clamp_min(0) * ih.clamp_min(0), torch.minimum(ai, aj))
+    bound = inter / (ai + aj - inter).clamp_min(torch.finfo(ai.dtype).tiny)
+    return (iw > 0) & (ih > 0) & (bound * (1 + 1e-4) + 1e-6 > iou_threshold)
+
+
+def _suppression_edges(tab: Tensor, h: Tensor, iou_threshold: float, labels: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Pairs ``(i, j)``, ``i < j`` (columns of the box table ``(8, N)``, enclosing boxes ``h (4, N)``), with IoU
+    above the threshold."""
     i, j = _candidates(h, None, labels)
-    # cheap upper bound: inter <= min(hbb intersection, a1, a2), union >= a1 + a2 - that; slightly inflated
-    # so rounding never drops a pair whose exact IoU is above the threshold
-    iw = (torch.minimum(h[2, i], h[2, j]) - torch.maximum(h[0, i], h[0, j])).clamp_min(0)
-    ih = (torch.minimum(h[3, i], h[3, j]) - torch.maximum(h[1, i], h[1, j])).clamp_min(0)
-    a1, a2 = tab[6, i], tab[6, j]
-    inter = torch.minimum(iw * ih, torch.minimum(a1, a2))
-    bound = inter / (a1 + a2 - inter).clamp_min(torch.finfo(tab.dtype).tiny)
-    ok = bound * (1 + 1e-4) + 1e-6 > iou_threshold
+    ok = _may_exceed(h[:, i], h[:, j], tab[6, i], tab[6, j], iou_threshold)
     i, j = i[ok], j[ok]
     iou = _pair_values(tab, i, j, "iou")
     sup = iou > iou_threshold
     return i[sup], j[sup]
+
+
+def _row_edges(tab: Tensor, h: Tensor, labels: Tensor | None, rest: Tensor, rows: int,
+               iou_threshold: float) -> tuple[Tensor, Tensor, int]:
+    """Suppression pairs between the first ``rows`` open boxes and every later open box.
+
+    Args:
+        tab, h: box table ``(8, N)`` and enclosing boxes ``(4, N)`` in score order.
+        labels: ``(N,)`` or None.
+        rest: open boxes ``(M,)``, increasing.
+        rows: the block is ``rest[:rows]``.
+
+    Returns:
+        ``(r, c, candidates)``: positions in ``rest`` with ``r < rows``, ``r < c`` and IoU above the threshold,
+        and the number of pairs whose exact IoU was computed.
+    """
+    blk = rest[:rows]
+    m = rest.shape[0]
+    mask = _may_exceed(h[:, blk, None], h[:, None, rest], tab[6, blk, None], tab[6, None, rest], iou_threshold)
+    mask &= torch.arange(m, device=rest.device)[None] > torch.arange(rows, device=rest.device)[:, None]
+    if labels is not None:
+        mask &= labels[blk, None] == labels[None, rest]
+    r, c = mask.nonzero(as_tuple=True)
+    sup = _pair_values(tab, blk[r], rest[c], "iou") > iou_threshold
+    return r[sup], c[sup], r.shape[0]
+
+
+def _greedy_nms(tab: Tensor, labels: Tensor | None, iou_threshold: float) -> Tensor:
+    """Greedy NMS of boxes already in score order -> kept mask ``(N,)``.
+
+    Works in blocks of open (not yet suppressed) boxes, in order: the IoUs of a block's boxes with every later
+    open box give the greedy decision inside the block, then the block's kept boxes suppress later boxes. On a
+    dense layout (many candidates per object) a kept box suppresses most of the others, so only a few rows of
+    the pair graph are ever computed. When the measured statistics say the remaining suppression graph is
+    cheaper to build than the remaining rounds (sparse layouts, where most boxes are kept), the rest is resolved
+    on that graph at once. Both routes give exactly the greedy result.
+    """
+    n = tab.shape[1]
+    dev = tab.device
+    h = _hbb(tab)
+    kept = torch.zeros(n, dtype=torch.bool, device=dev)
+    open_ = torch.ones(n, dtype=torch.bool, device=dev)
+    start, rows = 0, _NMS_FIRST_ROWS
+    reached = kept_count = later = survived = 0
+    while start < n:
+        rest = torch.nonzero(open_[start:]).squeeze(1) + start
+        m = rest.shape[0]
+        if m == 0:
+            break
+        rows = min(rows, m)
+        r, c, cand = _row_edges(tab, h, labels, rest, rows, iou_threshold)
+        inside = c < rows
+        keep_blk = _greedy(rows, r[inside], c[inside], dev)
+        blk = rest[:rows]
+        kept[blk] = keep_blk
+        open_[rest[c[keep_blk[r] & ~inside]]] = False
+        if rows == m:
+            break
+        start = int(blk[-1]) + 1
+        left = int(open_[start:].sum())
+        if left == 0:
+            break
+        # Statistics so far: boxes reached (open when their block came) and kept, the share of later open boxes
+        # that survived the kept ones (-> suppression rate per kept box), the share of pairs needing an exact IoU.
+        k = int(keep_blk.sum())
+        reached, kept_count, later, survived = reached + rows, kept_count + k, later + m - rows, survived + left
+        keep_rate = kept_count / reached
+        per_kept = 1 - (survived / later) ** (1 / kept_count)
+        share = cand / max(1, rows * (m - 1))
+        # boxes still to be reached: each reached box resolves itself, each kept one suppresses per_kept of the rest
+        rate = keep_rate * per_kept
+        to_reach = min(left, math.log1p(rate * left) / rate if rate > 0 else left)
+        # rows per round: enough exact pairs to amortise the fixed cost of a round
+        rows = int(min(max(_NMS_ROUND_COST / max(1.0, share * left), _NMS_FIRST_ROWS), _NMS_MAX_ROWS))
+        greedy_cost = to_reach * (share * left / 2 + _NMS_SCREEN_COST * left + _NMS_ROUND_COST / rows)
+        graph_cost = _NMS_GRAPH_COST + share * left * left / 2
+        if graph_cost < greedy_cost:
+            rest = torch.nonzero(open_[start:]).squeeze(1) + start
+            src, dst = _suppression_edges(tab[:, rest], h[:, rest], iou_threshold,
+                                          labels[rest] if labels is not None else None)
+            kept[rest] = _greedy(rest.shape[0], src, dst, dev)
+            break
+    return kept
 
 
 def _greedy(n: int, src: Tensor, dst: Tensor, device: torch.device) -> Tensor:
@@ -477,9 +668,8 @@ def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Tensor | N
         same = srt.values[1:] == srt.values[:-1]
         first[srt.indices[1:][same]] = False
         return order[first]
-    src, dst = _suppression_edges(b, iou_threshold, lab)
-    keep = _greedy(n, src, dst, b.device)
-    return order[keep]
+    with _no_autocast(b.device):
+        return order[_greedy_nms(_box_table(b), lab, iou_threshold)]
 
 
 def nms_rotated(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
