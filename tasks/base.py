@@ -11,6 +11,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 from torchmetrics import MetricCollection
 
+from visionkit.finite import check_finite_losses
 from visionkit.seed import step_seed
 
 
@@ -26,8 +27,16 @@ class BaseTask(LightningModule, ABC):
     * :meth:`configure_metrics` calls :meth:`make_metrics` once and clones the ``MetricCollection``
       per split with ``train_``/``val_``/``test_`` prefixes.
 
-    Subclasses implement :meth:`compute_losses` (training) and :meth:`forward` (inference: ``task(batch)``
-    returns the family's prediction dict in eval mode) and, where needed, :meth:`update_metrics`.
+    Subclasses implement the three parts of a step, so that one network pass serves the losses and the
+    predictions of an evaluation batch:
+
+    * :meth:`compute_outputs` ``(batch) -> outputs``: the network pass (raw outputs, any structure);
+    * :meth:`compute_losses` ``(outputs, batch) -> dict``: the losses, key ``"loss"`` optimised;
+    * :meth:`postprocess` ``(outputs, batch) -> dict``: the family's predictions (the task contract).
+
+    ``task(batch)`` (:meth:`forward`) is ``postprocess(compute_outputs(batch), batch)``; training steps use
+    the first two, validation and test steps all three (losses logged as ``val_<name>``/``test_<name>``),
+    then :meth:`update_metrics`.
 
     Args:
         lr: base learning rate.
@@ -88,13 +97,32 @@ class BaseTask(LightningModule, ABC):
         self.val_metrics = metrics.clone(prefix="val_") if metrics is not None else None
         self.test_metrics = metrics.clone(prefix="test_") if metrics is not None else None
 
-    @abstractmethod
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Training losses for a batch; the key ``"loss"`` holds the total that is optimised."""
+    def compute_outputs(self, batch: dict[str, Any]) -> Any:
+        """The network pass on a batch: raw outputs that :meth:`compute_losses` and :meth:`postprocess` read."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_outputs")
 
     @abstractmethod
+    def compute_losses(self, outputs: Any, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Losses of a batch from its outputs; the key ``"loss"`` holds the total that is optimised."""
+
+    def postprocess(self, outputs: Any, batch: dict[str, Any]) -> dict[str, Any]:
+        """The family's prediction dict from the outputs of a batch."""
+        raise NotImplementedError(f"{type(self).__name__} must implement postprocess")
+
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Inference on a batch dict; returns the family's prediction dict."""
+        """Inference on a batch dict: the family's prediction dict (call in eval mode)."""
+        return self.postprocess(self.compute_outputs(batch), batch)
+
+    def batch_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The loss dict of a batch (its network pass, then :meth:`compute_losses`), in the current mode."""
+        if self._single_pass:
+            return self.compute_losses(self.compute_outputs(batch), batch)
+        return self.compute_losses(batch)
+
+    @property
+    def _single_pass(self) -> bool:
+        # tasks written before the outputs/losses/postprocess split: compute_losses(batch) and forward(batch)
+        return type(self).compute_outputs is not BaseTask.compute_outputs
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         """Feed one batch of predictions to ``metrics`` (override per family)."""
@@ -110,31 +138,34 @@ class BaseTask(LightningModule, ABC):
         torch.manual_seed(step_seed(self.global_step, self.global_rank, salt=1))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        losses = self.compute_losses(batch)
+        losses = self.batch_losses(batch)
+        check_finite_losses(self, losses)
         bs = _batch_size(batch)
         self.log_dict({f"train_{k}": v.detach() for k, v in losses.items()}, prog_bar=False,
                       on_step=True, on_epoch=True, batch_size=bs, sync_dist=False)
         self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
         return losses["loss"]
 
-    def _eval_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
-        bs = _batch_size(batch)
-        was_training = self.training
-        losses = self.compute_losses(batch)
+    def evaluation_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
+        """One validation or test batch: one network pass, losses logged, predictions fed to the metrics."""
+        if self._single_pass:
+            outputs = self.compute_outputs(batch)
+            losses = self.compute_losses(outputs, batch)
+        else:
+            losses = self.compute_losses(batch)
         self.log_dict({f"{split}_{k}": v.detach() for k, v in losses.items()}, on_step=False, on_epoch=True,
-                      batch_size=bs, sync_dist=True, prog_bar=(split == "val"))
-        preds = self(batch)
+                      batch_size=_batch_size(batch), sync_dist=True, prog_bar=(split == "val"))
+        preds = self.postprocess(outputs, batch) if self._single_pass else self(batch)
         metrics = self.metrics_for(split)
         if metrics is not None:
             self.update_metrics(metrics, preds, batch)
-        self.train(was_training)
         return preds
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(batch, "val")
+        return self.evaluation_step(batch, "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(batch, "test")
+        return self.evaluation_step(batch, "test")
 
     def _log_metrics(self, split: str) -> None:
         metrics = self.metrics_for(split)

@@ -30,12 +30,14 @@ class ToyRegressionTask(BaseTask):
     def make_metrics(self) -> MetricCollection:
         return MetricCollection([MeanSquaredError()])
 
-    def compute_losses(self, batch):
-        loss = nn.functional.mse_loss(self.net(batch["x"]).squeeze(-1), batch["y"])
-        return {"loss": loss}
+    def compute_outputs(self, batch):
+        return self.net(batch["x"]).squeeze(-1)
 
-    def forward(self, batch):
-        return {"y": self.net(batch["x"]).squeeze(-1)}
+    def compute_losses(self, outputs, batch):
+        return {"loss": nn.functional.mse_loss(outputs, batch["y"])}
+
+    def postprocess(self, outputs, batch):
+        return {"y": outputs}
 
     def update_metrics(self, metrics, preds, batch) -> None:
         metrics.update(preds["y"], batch["y"])

@@ -19,6 +19,7 @@ from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb.coders import build_coder
 from visionkit.tasks.obb.fcos import RotatedFCOS, centerness_target, decode_sides
 from visionkit.tasks.obb.metrics_angle import MeanAngleError
+from visionkit.tasks.obb.tiling import predict_large_image
 
 __all__ = ["RotatedDetectionTask", "stack_images"]
 
@@ -96,6 +97,9 @@ class RotatedDetectionTask(BaseTask):
         pretrained: load pretrained backbone weights (timm; needs the weights available locally).
         map_ap_mode: ``"voc07"`` (DOTA devkit) or ``"area"`` for the mAP metric.
         map_match: ``"gt"`` (IoU must exceed the threshold, DOTA devkit) or ``"ge"``.
+        tile_batch: tiles per forward pass when a batch holds full-size images with sliding windows
+            (:class:`~visionkit.datamodules.obb.tiles.LargeImages`).
+        merge_iou_thr: NMS threshold (per class) that merges the tiles' detections of a full-size image.
         **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
     """
 
@@ -129,8 +133,12 @@ class RotatedDetectionTask(BaseTask):
         pretrained: bool = False,
         map_ap_mode: str = "voc07",
         map_match: str = "gt",
+        tile_batch: int = 8,
+        merge_iou_thr: float = 0.1,
         **kwargs: Any,
     ) -> None:
+        if tile_batch < 1:
+            raise ValueError(f"model.init_args.tile_batch: expected >= 1, got {tile_batch}")
         if iou_loss not in ("log", "linear"):
             raise ValueError(f"model.init_args.iou_loss: expected 'log' or 'linear', got {iou_loss!r}")
         if class_names is not None and len(class_names) != num_classes:
@@ -198,27 +206,37 @@ class RotatedDetectionTask(BaseTask):
         return {"loss": total, "cls": loss_cls, "box": loss_box, "ctr": loss_ctr, "angle": loss_angle,
                 "constraint": loss_con}
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        out = self.model(stack_images(batch["image"]))
-        return self._losses(out, batch["boxes"], batch["labels"])
+    def compute_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Raw head outputs of :class:`~visionkit.tasks.obb.fcos.RotatedFCOS` (plus the stacked ``images``)."""
+        images = stack_images(batch["image"])
+        out = dict(self.model(images))
+        out["images"] = images
+        return out
+
+    def compute_losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+        return self._losses(outputs, batch["boxes"], batch["labels"])
 
     # ------------------------------------------------------------------------------------------ inference
     def forward(self, batch: dict[str, Any]) -> dict[str, list[Tensor]]:
-        """Detections per image: ``boxes (K, 5)`` le90, ``scores (K,)``, ``labels (K,)`` (lists over images)."""
-        dets = self.model.predict(stack_images(batch["image"]))
+        """Detections per image: ``boxes (K, 5)`` le90, ``scores (K,)``, ``labels (K,)`` (lists over images).
+
+        A batch of full-size images with sliding windows (keys ``views``, ``rates``, ``windows``, ``tile_size``
+        of :mod:`~visionkit.datamodules.obb.tiles`) is detected batch of tiles by batch of tiles and merged per
+        image (:func:`~visionkit.tasks.obb.tiling.predict_large_image`); its boxes are in full-image pixels.
+        """
+        if "windows" not in batch:
+            return super().forward(batch)
+        hp = self.hparams
+        dets = [predict_large_image(self.model.predict, views, rates, windows, int(size), hp.tile_batch,
+                                    hp.merge_iou_thr)
+                for views, rates, windows, size in zip(batch["views"], batch["rates"], batch["windows"],
+                                                       batch["tile_size"])]  # one image at a time: a few
         return {k: [d[k] for d in dets] for k in ("boxes", "scores", "labels")}
 
-    def _eval_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
-        # one network pass serves both the losses and the detections
-        images = stack_images(batch["image"])
-        out = self.model(images)
-        losses = self._losses(out, batch["boxes"], batch["labels"])
-        self.log_dict({f"{split}_{k}": v.detach() for k, v in losses.items()}, on_step=False, on_epoch=True,
-                      batch_size=images.shape[0], sync_dist=True)
-        dets = self.model.predict(images, out)
-        preds = {k: [d[k] for d in dets] for k in ("boxes", "scores", "labels")}
-        self.update_metrics(self.metrics_for(split), preds, batch)
-        return preds
+    def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, list[Tensor]]:
+        """Detections per image: ``boxes (K, 5)`` le90, ``scores (K,)``, ``labels (K,)`` (lists over images)."""
+        dets = self.model.predict(outputs["images"], outputs)
+        return {k: [d[k] for d in dets] for k in ("boxes", "scores", "labels")}
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         gts = batch.get("gt_boxes", batch["boxes"])

@@ -522,7 +522,7 @@ class PointOBB(nn.Module):
         N, K = bags.shape[:2]
         (cls_logit, ins_logit), = self.roi_logits([head], feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K),
                                                   image_size)
-        cls_logit, ins_logit = cls_logit.view(N, K, -1), ins_logit.view(N, K, -1)
+        cls_logit, ins_logit = cls_logit.view(N, K, cls_logit.shape[-1]), ins_logit.view(N, K, ins_logit.shape[-1])
         if keep is not None:
             ins_logit = ins_logit.masked_fill(~keep[..., None], float("-inf"))
         cls = torch.sigmoid(cls_logit) if sigmoid else torch.softmax(cls_logit, -1)
@@ -895,7 +895,7 @@ class PointOBBTask(BaseTask):
                                  rotate_proposals=self.rotate_proposals())
         return {k: [r[k] for r in res] for k in ("boxes", "scores", "labels")}
 
-    def _eval_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
+    def evaluation_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
         preds = self(batch)
         self.update_metrics(self.metrics_for(split), preds, batch)
         return preds

@@ -99,21 +99,22 @@ class PointCloudClassificationTask(BaseTask):
         return getattr(dm, "up_axis", "z")
 
     # ---------------------------------------------------------------- model calls
-    def _logits(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+    def _target(self, batch: dict[str, Any]) -> Tensor:
+        return batch["label"]
+
+    def compute_outputs(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(logits (B, C) or (B, N, C), auxiliary losses)``; training batches are turned by ``train_rotation``."""
         points, category = batch["points"], batch.get("category")
+        if self.training and self.hparams.train_rotation != "none":
+            R = protocol_rotations(self.hparams.train_rotation, points.shape[0], self.up_axis,
+                                   dtype=points.dtype, device=points.device)
+            points = rotate_batch({"points": points}, R)["points"]
         if self.training and hasattr(self.model, "forward_train"):
             return self.model.forward_train(points, category)
         return self.model(points, category), {}
 
-    def _target(self, batch: dict[str, Any]) -> Tensor:
-        return batch["label"]
-
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        if self.training and self.hparams.train_rotation != "none":
-            R = protocol_rotations(self.hparams.train_rotation, batch["points"].shape[0], self.up_axis,
-                                   dtype=batch["points"].dtype, device=batch["points"].device)
-            batch = rotate_batch(batch, R)
-        logits, aux = self._logits(batch)
+    def compute_losses(self, outputs: tuple[Tensor, dict[str, Tensor]], batch: dict[str, Any]) -> dict[str, Tensor]:
+        logits, aux = outputs
         target = self._target(batch)
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1).long(),
                              label_smoothing=self.hparams.label_smoothing)
@@ -125,8 +126,8 @@ class PointCloudClassificationTask(BaseTask):
         losses["loss"] = sum(losses.values())
         return losses
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        return {"logits": self.model(batch["points"], batch.get("category"))}
+    def postprocess(self, outputs: tuple[Tensor, dict[str, Tensor]], batch: dict[str, Any]) -> dict[str, Tensor]:
+        return {"logits": outputs[0]}
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         metrics.update(preds["logits"], self._target(batch))
@@ -143,13 +144,13 @@ class PointCloudClassificationTask(BaseTask):
         return rotate_batch(batch, R)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(self.eval_rotation(batch, batch_idx, 0), "val")
+        return self.evaluation_step(self.eval_rotation(batch, batch_idx, 0), "val")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         preds = None
         for r in range(self.hparams.test_repeats):
             rb = self.eval_rotation(batch, batch_idx, r)
-            preds = self._eval_step(rb, "test")
+            preds = self.evaluation_step(rb, "test")
             self.test_repeated.update(self._restricted(preds, rb).argmax(-1), self._target(rb), r)
         return preds
 

@@ -34,7 +34,7 @@ def test_forward_contract(batch, coder, kw):
         assert b.shape == (s.shape[0], 5) and l.shape == s.shape and 0 < s.shape[0] <= 9
         assert l.dtype == torch.long and (l >= 0).all() and (l < 3).all()
         assert (b[:, 2] >= b[:, 3]).all() and (b[:, 4] >= -math.pi / 2).all() and (b[:, 4] < math.pi / 2).all()
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert {"loss", "cls", "box", "ctr", "angle", "constraint"} <= set(losses)
     assert torch.isfinite(losses["loss"])
     if coder != "ucr":
@@ -47,13 +47,13 @@ def test_a_few_steps_drop_the_loss(batch):
     opt = torch.optim.Adam(task.parameters(), lr=4e-3)
     first = None
     for _ in range(25):
-        losses = task.compute_losses(batch)
+        losses = task.batch_losses(batch)
         opt.zero_grad()
         losses["loss"].backward()
         opt.step()
         first = first if first is not None else {k: float(v.detach()) for k, v in losses.items()}
     with torch.no_grad():
-        last = {k: float(v) for k, v in task.compute_losses(batch).items()}
+        last = {k: float(v) for k, v in task.batch_losses(batch).items()}
     assert last["loss"] < 0.6 * first["loss"]
     for k in ("cls", "box", "angle"):
         assert last[k] < first[k], k

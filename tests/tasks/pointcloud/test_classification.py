@@ -13,7 +13,7 @@ def train_steps(task, batch, steps=25):
     task.train()
     losses = []
     for _ in range(steps):
-        loss = task.compute_losses(batch)["loss"]
+        loss = task.batch_losses(batch)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
