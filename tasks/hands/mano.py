@@ -5,10 +5,20 @@ The model files are not distributed with visionkit (the MANO licence forbids it)
 https://mano.is.tue.mpg.de, download "Models & Code" and put ``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl`` in one
 folder, the ``mano_dir`` of the task config. The pickles are read without chumpy installed: chumpy arrays are
 restored as plain numpy arrays.
+
+The pickles are read by a restricted unpickler: it resolves only numpy arrays and dtypes, scipy.sparse
+matrices and chumpy objects (mapped to a plain stand-in whose value is the pickled ``x``); any other global a
+file names (``os.system``, ``builtins.eval``, ...) is refused with a :class:`~visionkit.errors.DataError`
+naming the file and the global, before anything in the file is called.
+
+Joints: the 16 articulated joints of the file's kinematic tree plus five fingertip vertices, returned in the
+InterHand2.6M order (:mod:`visionkit.tasks.hands.kinematics`; ``docs/hands.md`` maps it to manopth's and
+smplx's orders).
 """
 
 from __future__ import annotations
 
+import copyreg
 import os
 import pickle
 from collections.abc import Sequence
@@ -24,10 +34,13 @@ from visionkit.ops.rotations import axis_angle_to_matrix
 from visionkit.tasks.hands.kinematics import MANO_TO_INTERHAND, forward_kinematics
 from visionkit.tasks.hands.procedural import HandOutput
 
-#: vertex ids of the thumb, index, middle, ring and pinky fingertips on the MANO mesh
-DEFAULT_TIP_IDS = (745, 317, 445, 556, 673)
+#: vertex ids of the thumb, index, middle, ring and pinky fingertips on the MANO mesh, per side: the right
+#: hand's middle tip is vertex 444 and the left hand's 445 (the convention of manopth and of InterHand2.6M's
+#: MANO fits)
+DEFAULT_TIP_IDS = {"right": (745, 317, 444, 556, 673), "left": (745, 317, 445, 556, 673)}
 _REQUIRED = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
              "hands_components", "hands_mean")
+NUM_JOINTS = 16  # articulated joints of the MANO tree (wrist + 15)
 
 
 class _ChumpyArray:
@@ -40,11 +53,45 @@ class _ChumpyArray:
         self.state = state
 
 
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+_SPARSE_NAMES = {"csc_matrix", "csr_matrix", "coo_matrix", "csc_array", "csr_array", "coo_array"}
+
+
+def _encode_latin1(text: str, encoding: str = "latin1") -> bytes:
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"unexpected byte encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 class _Unpickler(pickle.Unpickler):
+    """Resolves only numpy arrays/dtypes, scipy.sparse matrices and chumpy objects (as :class:`_ChumpyArray`)."""
+
+    def __init__(self, fh: Any, path: Path) -> None:
+        super().__init__(fh, encoding="latin1")
+        self.path = path
+
     def find_class(self, module: str, name: str) -> Any:
         if module.split(".")[0] == "chumpy":
             return _ChumpyArray
-        return super().find_class(module, name)
+        if (module, name) in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        if module.startswith("scipy.sparse") and name in _SPARSE_NAMES:
+            import scipy.sparse
+
+            return getattr(scipy.sparse, name)
+        if (module, name) in (("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor")):
+            return copyreg._reconstructor  # protocol 0/1 objects: the class itself still passes this filter
+        if (module, name) == ("_codecs", "encode"):
+            return _encode_latin1  # protocol-2 pickles written by Python 3 store bytes as codecs.encode(str)
+        if (module, name) in (("__builtin__", "object"), ("builtins", "object")):
+            return object
+        raise DataError(f"{self.path}: refusing to load the global {module}.{name}: a MANO pickle holds only "
+                        "numpy arrays, scipy.sparse matrices and chumpy arrays")
 
 
 def _to_numpy(value: Any, key: str, path: Path) -> np.ndarray:
@@ -64,7 +111,7 @@ def load_mano_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            data = _Unpickler(fh, encoding="latin1").load()
+            data = _Unpickler(fh, path).load()
     except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError) as e:
         raise DataError(f"{path}: not a readable MANO pickle ({e})") from e
     if not isinstance(data, dict):
@@ -73,6 +120,42 @@ def load_mano_pickle(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if missing:
         raise DataError(f"{path}: missing MANO fields {missing}")
     return {k: _to_numpy(data[k], k, path) for k in _REQUIRED}
+
+
+def _check_model_shapes(d: dict[str, np.ndarray], path: Path) -> None:
+    """One-line :class:`DataError` naming the first field whose shape does not fit a MANO model."""
+    V = d["v_template"].shape[0] if d["v_template"].ndim == 2 else -1
+    expected = {
+        "v_template": ((V, 3), "(V, 3)"),
+        "shapedirs": ((V, 3, None), f"({V}, 3, >= {MANOLayer.num_betas})"),
+        "posedirs": ((V, 3, 9 * (NUM_JOINTS - 1)), f"({V}, 3, {9 * (NUM_JOINTS - 1)})"),
+        "J_regressor": ((NUM_JOINTS, V), f"({NUM_JOINTS}, {V})"),
+        "weights": ((V, NUM_JOINTS), f"({V}, {NUM_JOINTS})"),
+        "kintree_table": ((2, NUM_JOINTS), f"(2, {NUM_JOINTS})"),
+        "f": ((None, 3), "(F, 3)"),
+        "hands_components": ((None, 3 * (NUM_JOINTS - 1)), f"(<= 45, {3 * (NUM_JOINTS - 1)})"),
+        "hands_mean": ((3 * (NUM_JOINTS - 1),), f"({3 * (NUM_JOINTS - 1)},)"),
+    }
+    for key, (shape, text) in expected.items():
+        got = d[key].shape
+        if key == "hands_mean" and d[key].size == shape[0]:
+            continue  # (1, 45) and (45,) both occur
+        ok = len(got) == len(shape) and all(e is None or g == e for g, e in zip(got, shape)) and V > 0
+        if key == "shapedirs" and ok:
+            ok = got[2] >= MANOLayer.num_betas
+        if not ok:
+            raise DataError(f"{path}: field {key!r} has shape {tuple(got)}, expected {text}")
+
+
+def model_side(v_template: np.ndarray, J_regressor: np.ndarray) -> str:
+    """Which hand a MANO model is, from its rest pose: ``"right"`` if the fingers lie towards -x of the wrist.
+
+    The released right model has its rest wrist at x = +0.096 m and the finger joints at smaller x; the left
+    model is its mirror image (x -> -x). The test is the sign of ``J_0,x - mean_k J_k,x`` over the rest joints
+    ``J = J_regressor @ v_template``.
+    """
+    J = J_regressor @ v_template
+    return "right" if J[0, 0] - J[1:, 0].mean() > 0 else "left"
 
 
 def resolve_mano_path(model_path: str | os.PathLike | None, side: str) -> Path:
@@ -105,7 +188,8 @@ class MANOLayer(nn.Module):
         num_pca_comps: number of PCA coefficients (``use_pca``).
         flat_hand_mean: if False, ``hands_mean`` is added to the pose (the MANO default).
         fix_left_shapedirs: negate ``shapedirs[:, 0, :]`` of the left model (a known defect of the release).
-        tip_ids: vertex ids of the thumb, index, middle, ring and pinky tips.
+        tip_ids: vertex ids of the thumb, index, middle, ring and pinky tips (default
+            :data:`DEFAULT_TIP_IDS` of ``side``).
         scale: output units per model unit (1000: metres to mm).
         dtype: floating type of the model arrays (float64 for exact comparisons).
     """
@@ -114,19 +198,24 @@ class MANOLayer(nn.Module):
 
     def __init__(self, model_path: str | os.PathLike | None, side: str = "right", use_pca: bool = False,
                  num_pca_comps: int = 45, flat_hand_mean: bool = False, fix_left_shapedirs: bool = False,
-                 tip_ids: Sequence[int] = DEFAULT_TIP_IDS, scale: float = 1000.0,
+                 tip_ids: Sequence[int] | None = None, scale: float = 1000.0,
                  dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         if side not in ("right", "left"):
             raise ValueError(f"side must be 'right' or 'left', got {side!r}")
         path = resolve_mano_path(model_path, side)
         d = load_mano_pickle(path)
+        _check_model_shapes(d, path)
         V = d["v_template"].shape[0]
-        if d["shapedirs"].shape[:2] != (V, 3) or d["posedirs"].shape != (V, 3, 135):
-            raise DataError(f"{path}: shapedirs {d['shapedirs'].shape} / posedirs {d['posedirs'].shape} do not "
-                            f"match {V} vertices and 15 joints")
-        if len(tip_ids) != 5 or max(tip_ids) >= V:
-            raise ValueError(f"tip_ids must be 5 vertex ids below {V}, got {list(tip_ids)}")
+        found = model_side(d["v_template"], d["J_regressor"])
+        if found != side:
+            raise DataError(f"{path}: loaded as side={side!r} but its rest pose is a {found} hand (fingers towards "
+                            f"{'-x' if found == 'right' else '+x'} of the wrist); use MANO_{side.upper()}.pkl")
+        if use_pca and not 1 <= num_pca_comps <= d["hands_components"].shape[0]:
+            raise ValueError(f"num_pca_comps must be in [1, {d['hands_components'].shape[0]}], got {num_pca_comps}")
+        tip_ids = DEFAULT_TIP_IDS[side] if tip_ids is None else tuple(tip_ids)
+        if len(tip_ids) != 5 or min(tip_ids) < 0 or max(tip_ids) >= V:
+            raise ValueError(f"tip_ids must be 5 vertex ids in [0, {V}), got {list(tip_ids)}")
         self.side, self.use_pca, self.flat_hand_mean, self.scale = side, use_pca, flat_hand_mean, scale
         self.num_pca_comps = num_pca_comps
         shapedirs = d["shapedirs"][:, :, : self.num_betas].astype(np.float64).copy()
@@ -149,6 +238,20 @@ class MANOLayer(nn.Module):
         buf("hands_mean", d["hands_mean"].reshape(-1))
         buf("tip_ids", np.asarray(tip_ids), torch.long)
 
+    def _check_inputs(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None,
+                      transl: Tensor | None) -> None:
+        """One-line ``ValueError`` naming the input, its shape and the expected shape."""
+        width = self.num_pca_comps if self.use_pca else 45
+        why = f" (use_pca with num_pca_comps={width})" if self.use_pca else ""
+        if hand_pose.dim() != 2 or hand_pose.shape[1] != width:
+            raise ValueError(f"hand_pose has shape {tuple(hand_pose.shape)}, expected (B, {width}){why}")
+        B = hand_pose.shape[0]
+        if tuple(global_orient.shape) not in ((B, 3), (B, 3, 3)):
+            raise ValueError(f"global_orient has shape {tuple(global_orient.shape)}, expected ({B}, 3) or ({B}, 3, 3)")
+        for name, x, n in (("betas", betas, self.num_betas), ("transl", transl, 3)):
+            if x is not None and tuple(x.shape) != (B, n):
+                raise ValueError(f"{name} has shape {tuple(x.shape)}, expected ({B}, {n})")
+
     def forward(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None = None,
                 transl: Tensor | None = None) -> HandOutput:
         """Pose and shape the hand.
@@ -163,6 +266,7 @@ class MANOLayer(nn.Module):
             :class:`HandOutput`: ``vertices (B, 778, 3)`` and ``joints (B, 21, 3)`` (InterHand order, tips from
             vertices), times ``scale``.
         """
+        self._check_inputs(global_orient, hand_pose, betas, transl)
         B = hand_pose.shape[0]
         dt = self.v_template.dtype
         hand_pose = hand_pose.to(dt)
@@ -170,7 +274,7 @@ class MANOLayer(nn.Module):
             betas = hand_pose.new_zeros(B, self.num_betas)
         betas = betas.to(dt)
         if self.use_pca:
-            hand_pose = hand_pose @ self.hands_components[: hand_pose.shape[1]]
+            hand_pose = hand_pose @ self.hands_components[: self.num_pca_comps]
         if not self.flat_hand_mean:
             hand_pose = hand_pose + self.hands_mean
         R0 = global_orient.to(dt) if global_orient.dim() == 3 else axis_angle_to_matrix(global_orient.to(dt))

@@ -121,7 +121,14 @@ def _write_random_mano(path, seed):
     V = 778
     J = rng.random((16, V)) * (rng.random((16, V)) < 0.02) + 1e-3
     w = rng.random((V, 16)) ** 4
-    data = {"v_template": rng.normal(scale=0.05, size=(V, 3)), "shapedirs": rng.normal(scale=0.005, size=(V, 3, 10)),
+    v = rng.normal(scale=0.05, size=(V, 3))
+    # a right-hand rest pose has its fingers towards -x of the wrist, the left one is its mirror image
+    Jn = J / J.sum(1, keepdims=True)
+    g = Jn[0] - Jn[1:].mean(0)
+    v[:, 0] += g * (0.05 - g @ v[:, 0]) / (g @ g)
+    if seed % 2:
+        v[:, 0] *= -1
+    data = {"v_template": v, "shapedirs": rng.normal(scale=0.005, size=(V, 3, 10)),
             "posedirs": rng.normal(scale=0.005, size=(V, 3, 135)),
             "J_regressor": scipy.sparse.csc_matrix(J / J.sum(1, keepdims=True)),
             "weights": w / w.sum(1, keepdims=True), "f": rng.integers(0, V, size=(1538, 3)),
