@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_write_bytes
+from visionkit.paths import output_dir
 
 __all__ = ["PNGSampleWriter", "SampleGridLogger", "make_grid", "png_bytes"]
 
@@ -49,19 +49,22 @@ def png_bytes(image: Tensor, scale: int = 1) -> bytes:
 class SampleGridLogger(Callback):
     """Every ``every_n_epochs`` validation epochs: a class-conditional sample grid (one row per class).
 
-    The grid is logged to TensorBoard (``samples``) and written as ``<default_root_dir>/samples/epoch_XXXX.png``.
-    Sampling uses a fixed seed, so grids of successive epochs are comparable.
+    The grid is logged to TensorBoard (``samples``) and written as ``<log_dir>/samples/epoch_XXXX.png``, on rank 0
+    only and without any collective call (safe under DDP). Sampling uses a fixed seed, so grids of successive
+    epochs are comparable.
 
     Args:
         samples_per_class: columns of the grid.
         every_n_epochs: period in epochs (counted at validation epoch ends).
         scale: PNG upscaling factor (nearest) for small images.
         seed: sampling seed.
+        output_dir: folder of the PNG files (None: ``<log_dir>/samples``).
     """
 
-    def __init__(self, samples_per_class: int = 8, every_n_epochs: int = 1, scale: int = 4, seed: int = 0) -> None:
+    def __init__(self, samples_per_class: int = 8, every_n_epochs: int = 1, scale: int = 4, seed: int = 0,
+                 output_dir: str | None = None) -> None:
         self.samples_per_class, self.every_n_epochs = samples_per_class, every_n_epochs
-        self.scale, self.seed = scale, seed
+        self.scale, self.seed, self.output_dir = scale, seed, output_dir
 
     def sample_grid(self, pl_module: Any) -> Tensor:
         """``(C, H', W')`` grid of samples from ``pl_module.generate``."""
@@ -79,7 +82,7 @@ class SampleGridLogger(Callback):
             exp = getattr(logger, "experiment", None)
             if hasattr(exp, "add_image"):
                 exp.add_image("samples", grid, global_step=trainer.global_step)
-        path = Path(trainer.default_root_dir) / "samples" / f"epoch_{trainer.current_epoch:04d}.png"
+        path = output_dir(trainer, "samples", self.output_dir) / f"epoch_{trainer.current_epoch:04d}.png"
         atomic_write_bytes(path, png_bytes(grid, self.scale))
 
 

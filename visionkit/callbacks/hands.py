@@ -13,6 +13,7 @@ from torch import Tensor
 
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open, atomic_write_bytes
+from visionkit.paths import output_dir
 
 # (child, parent) bones of one hand in the InterHand order (wrist = 20)
 _PARENTS = [1, 2, 3, 20, 5, 6, 7, 20, 9, 10, 11, 20, 13, 14, 15, 20, 17, 18, 19, 20, -1]
@@ -68,7 +69,8 @@ def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str]) -> 
 
 class HandSkeletonCallback(Callback):
     """After validation, draws the ground truth and every estimate (initial, then each refinement) of the
-    first validation images, logs the picture to TensorBoard and saves it as PNG.
+    first validation images, logs the picture to TensorBoard and saves it as PNG (on rank 0, without any
+    collective call, so it is safe under DDP).
 
     Args:
         num_images: images drawn (rows).
@@ -91,7 +93,7 @@ class HandSkeletonCallback(Callback):
         if trainer.global_rank != 0:
             return
         png = self.render(pl_module, self._batch)
-        folder = Path(self.output_dir or Path(trainer.log_dir or ".") / "hand_skeletons")
+        folder = output_dir(trainer, "hand_skeletons", self.output_dir)  # not trainer.log_dir: a collective
         atomic_write_bytes(folder / f"epoch_{trainer.current_epoch:03d}.png", png)
         for logger in trainer.loggers:
             exp = getattr(logger, "experiment", None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open, atomic_write_bytes, atomic_write_text
 from visionkit.ops.rotations import random_rotation
+from visionkit.paths import output_dir
 
 
 def plot_trajectories(past: Tensor, future: Tensor | None, pred: Tensor, mask: Tensor | None = None,
@@ -91,9 +91,7 @@ class TrajectoryPlotter(Callback):
         import matplotlib.pyplot as plt
 
         s, self._scene = self._scene, None
-        # not trainer.log_dir: it broadcasts, and only rank 0 gets here
-        log_dir = next((lg.log_dir for lg in trainer.loggers if getattr(lg, "log_dir", None)), None)
-        out = Path(self.output_dir or Path(log_dir or trainer.default_root_dir) / "trajectories")
+        out = output_dir(trainer, "trajectories", self.output_dir)  # not trainer.log_dir: a collective
         tb = next((lg for lg in trainer.loggers if type(lg).__name__ == "TensorBoardLogger"), None)
         for i in range(s["past"].shape[0]):
             fig = plot_trajectories(s["past"][i], s["future"][i], s["pred"][i],

@@ -15,6 +15,7 @@ from torch import Tensor
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open, atomic_write_bytes
 from visionkit.ops.rotated_boxes import obb2poly
+from visionkit.paths import output_dir
 
 __all__ = ["DOTASubmissionWriter", "OBBVisualizer", "draw_obb"]
 
@@ -206,16 +207,20 @@ class OBBVisualizer(Callback):
     ``e`` when ``e + 1`` is a multiple, counting from 0).
 
     The first validation batch is drawn: predictions in class colours with scores (the w-side in yellow), true
-    boxes in white, up to ``num_images`` side by side. PNGs go to ``<log_dir>/obb_vis/epoch_<e>.png``.
+    boxes in white, up to ``num_images`` side by side. PNGs go to ``<log_dir>/obb_vis/epoch_<e>.png``. Drawing
+    happens on rank 0 only and calls no collective (:func:`visionkit.paths.output_dir`), so it is safe under DDP.
 
     Args:
         every_n_epochs: drawing period in epochs.
         num_images: images per picture.
         score_thr: predictions below are not drawn.
+        output_dir: folder of the PNG files (None: ``<log_dir>/obb_vis``).
     """
 
-    def __init__(self, every_n_epochs: int = 1, num_images: int = 4, score_thr: float = 0.3) -> None:
+    def __init__(self, every_n_epochs: int = 1, num_images: int = 4, score_thr: float = 0.3,
+                 output_dir: str | None = None) -> None:
         super().__init__()
+        self.output_dir = output_dir
         self.every_n_epochs = max(1, every_n_epochs)
         self.num_images = num_images
         self.score_thr = score_thr
@@ -245,8 +250,8 @@ class OBBVisualizer(Callback):
         h = max(p.shape[0] for p in pics)
         pics = [np.pad(p, ((0, h - p.shape[0]), (0, 4), (0, 0))) for p in pics]
         grid = np.concatenate(pics, axis=1)
-        root = Path(trainer.log_dir or trainer.default_root_dir)
-        atomic_write_bytes(root / "obb_vis" / f"epoch_{trainer.current_epoch:03d}.png", _png_bytes(grid))
+        folder = output_dir(trainer, "obb_vis", self.output_dir)  # not trainer.log_dir: a collective
+        atomic_write_bytes(folder / f"epoch_{trainer.current_epoch:03d}.png", _png_bytes(grid))
         for logger in trainer.loggers:
             exp = getattr(logger, "experiment", None)
             if hasattr(exp, "add_image"):

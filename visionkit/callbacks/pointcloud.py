@@ -18,6 +18,7 @@ from lightning.pytorch import Callback
 
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open
+from visionkit.paths import output_dir
 
 
 def ply_bytes(points: np.ndarray, **int_props: np.ndarray) -> bytes:
@@ -81,8 +82,8 @@ class PointCloudPictures(Callback):
 
     Args:
         num_samples: clouds drawn from the first validation batch.
-        output_dir: folder of the PNG files (``<output_dir>/epoch_<e>.png``); None: the run folder's
-            ``pictures``.
+        output_dir: folder of the PNG files (``<output_dir>/epoch_<e>.png``); None: ``<log_dir>/pictures``.
+            Drawn on rank 0 only, without any collective call (safe under DDP).
         every_n_epochs: draw every n-th validation epoch.
     """
 
@@ -101,8 +102,11 @@ class PointCloudPictures(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if self._sample is None or trainer.sanity_checking or trainer.current_epoch % self.every:
             return
+        if trainer.global_rank != 0:
+            self._sample = None
+            return
         fig = render_clouds(*self._sample)
-        root = Path(self.output_dir or Path(trainer.default_root_dir) / "pictures")
+        root = output_dir(trainer, "pictures", self.output_dir)  # not trainer.log_dir: a collective
         with atomic_open(root / f"epoch_{trainer.current_epoch:03d}.png", "wb") as f:
             fig.savefig(f, format="png", dpi=80)
         for logger in trainer.loggers:

@@ -14,6 +14,7 @@ from visionkit.callbacks.obb import _names_from, _png_bytes, draw_obb
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_write_bytes
 from visionkit.ops.rotated_boxes import obb2poly
+from visionkit.paths import output_dir
 
 __all__ = ["PseudoLabelWriter", "PointOBBVisualizer", "draw_points"]
 
@@ -95,15 +96,18 @@ class PointOBBVisualizer(Callback):
     """Log pictures of points, pseudo boxes and true boxes of the first validation batch (PNG and TensorBoard).
 
     True boxes are white, pseudo boxes in class colours with their score (w-side in yellow), points as dots.
-    PNGs go to ``<log_dir>/pointobb_vis/epoch_<e>.png``.
+    PNGs go to ``<log_dir>/pointobb_vis/epoch_<e>.png``. Drawing happens on rank 0 only and calls no collective
+    (:func:`visionkit.paths.output_dir`), so it is safe under DDP.
 
     Args:
         every_n_epochs: drawing period in epochs.
         num_images: images per picture.
+        output_dir: folder of the PNG files (None: ``<log_dir>/pointobb_vis``).
     """
 
-    def __init__(self, every_n_epochs: int = 1, num_images: int = 4) -> None:
+    def __init__(self, every_n_epochs: int = 1, num_images: int = 4, output_dir: str | None = None) -> None:
         super().__init__()
+        self.output_dir = output_dir
         self.every_n_epochs = max(1, every_n_epochs)
         self.num_images = num_images
         self._sample: dict[str, Any] | None = None
@@ -138,8 +142,8 @@ class PointOBBVisualizer(Callback):
                 trainer.current_epoch % self.every_n_epochs:
             return
         grid = self.render(sample, _names_from(trainer, pl_module, None))
-        root = Path(trainer.log_dir or trainer.default_root_dir)
-        self.last_path = root / "pointobb_vis" / f"epoch_{trainer.current_epoch:03d}.png"
+        folder = output_dir(trainer, "pointobb_vis", self.output_dir)  # not trainer.log_dir: a collective
+        self.last_path = folder / f"epoch_{trainer.current_epoch:03d}.png"
         atomic_write_bytes(self.last_path, _png_bytes(grid))
         for logger in trainer.loggers:
             exp = getattr(logger, "experiment", None)
