@@ -411,6 +411,136 @@ def test_batched_nms_is_per_class(gen):
     assert batched_nms_rotated(b, s, labels, -1.0).tolist() == sorted(best, key=lambda i: -float(s[i]))
 
 
+def dense_cluster(n, gen, dtype=torch.float32):
+    """One dense cluster: centres in a 20 px square, sides in [20, 70] px, any angle (all pairs overlap)."""
+    return torch.cat([500 + torch.rand(n, 2, generator=gen) * 20, torch.rand(n, 2, generator=gen) * 50 + 20,
+                      torch.rand(n, 1, generator=gen) * 4], 1).to(dtype)
+
+
+def jittered_objects(objects, per, gen, dtype=torch.float64):
+    """``objects`` boxes with ``per`` jittered candidates each (centre +- 5 % of the size, sides +- 10 %)."""
+    base = random_boxes(objects, gen, dtype, span=200.0, size=(8.0, 40.0)).repeat_interleave(per, 0)
+    d = torch.randn(objects * per, 5, generator=gen, dtype=dtype)
+    size = base[:, 2:4].mean(1, keepdim=True)
+    return base + torch.cat([0.05 * size * d[:, :2], 0.1 * base[:, 2:4] * d[:, 2:4], 0.05 * d[:, 4:]], 1)
+
+
+NMS_ROUTES = {  # module constants that force each route of the greedy NMS
+    "default": {},
+    "rows only": {"_NMS_GRAPH_COST": math.inf, "_NMS_FIRST_ROWS": 1, "_NMS_MAX_ROWS": 3},
+    "big blocks": {"_NMS_GRAPH_COST": math.inf, "_NMS_FIRST_ROWS": 64, "_NMS_MAX_ROWS": 64},
+    "graph after one block": {"_NMS_GRAPH_COST": -math.inf, "_NMS_FIRST_ROWS": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def nms_layouts():
+    """Three layouts with scores, labels and their shapely IoU matrices (computed once)."""
+    gen = torch.Generator().manual_seed(99)
+    boxes = {
+        "dense": dense_cluster(100, gen, torch.float64),
+        "jittered": jittered_objects(12, 8, gen),
+        "spread": random_boxes(100, gen, span=150.0, size=(4.0, 30.0)),
+    }
+    out = {}
+    for name, b in boxes.items():
+        n = b.shape[0]
+        out[name] = (b, torch.rand(n, generator=gen, dtype=torch.float64), torch.randint(0, 2, (n,), generator=gen),
+                     shapely_iou(b, b))
+    return out
+
+
+def greedy_from_iou(iou, scores, thr, labels=None):
+    """Plain greedy NMS on a given IoU matrix: by decreasing score, ties to the lower index."""
+    order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))
+    labels = np.zeros(len(scores), dtype=int) if labels is None else np.asarray(labels)
+    keep, dead = [], np.zeros(len(scores), dtype=bool)
+    for i in order:
+        if not dead[i]:
+            keep.append(i)
+            dead |= (iou[i] > thr) & (labels == labels[i])
+    return keep
+
+
+@pytest.mark.parametrize("route", list(NMS_ROUTES))
+def test_nms_layouts_every_route_matches_greedy_reference(nms_layouts, monkeypatch, route):
+    for name, value in NMS_ROUTES[route].items():
+        monkeypatch.setattr(rb, name, value)
+    for name, (b, s, labels, iou) in nms_layouts.items():
+        for thr in (0.1, 0.5):
+            ref = greedy_from_iou(iou, s.numpy(), thr)
+            assert nms_rotated(b, s, thr).tolist() == ref, (name, thr)
+            assert nms_rotated(b.float(), s.float(), thr).tolist() == ref, (name, thr)
+            assert batched_nms_rotated(b, s, labels, thr).tolist() == greedy_from_iou(
+                iou, s.numpy(), thr, labels.numpy()), (name, thr)
+        if name == "dense":
+            assert len(ref) < b.shape[0] // 4  # suppression dominates
+        if name == "spread":
+            assert len(ref) > b.shape[0] // 2  # most boxes kept
+
+
+# Pairs of the seeded dense layout below on which torchvision 0.29's compiled float32 rotated IoU was off by
+# 0.1 to 0.34 (found by comparing all 4M pairs with shapely); kept as a regression set for ours.
+TV_HARD_PAIRS = [(71, 443), (384, 729), (543, 285), (707, 1524), (742, 968), (1397, 1014), (1871, 545),
+                 (1882, 1911)]
+
+
+def test_pairs_where_torchvision_float32_is_wrong_match_shapely():
+    b = dense_cluster(2000, torch.Generator().manual_seed(7))
+    i, j = (torch.tensor(x) for x in zip(*TV_HARD_PAIRS))
+    ref = shapely_iou(b[i].double(), b[j].double(), aligned=True)
+    np.testing.assert_allclose(box_iou_rotated(b[i], b[j], aligned=True).numpy(), ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(box_iou_rotated(b[j], b[i], aligned=True).numpy(), ref, rtol=0, atol=1e-5)
+    full = box_iou_rotated(b[i], b[j])  # the pairwise route (broadcast tile) gives the same values
+    np.testing.assert_allclose(torch.diagonal(full).numpy(), ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(box_iou_rotated(b[i].double(), b[j].double(), aligned=True).numpy(), ref, atol=1e-9)
+    # NMS of each pair at a threshold just below the true IoU suppresses the second box
+    for k in range(len(TV_HARD_PAIRS)):
+        two = torch.stack([b[i[k]], b[j[k]]])
+        assert nms_rotated(two, torch.tensor([1.0, 0.5]), float(ref[k]) - 0.01).tolist() == [0]
+        assert nms_rotated(two, torch.tensor([1.0, 0.5]), float(ref[k]) + 0.01).tolist() == [0, 1]
+
+
+def test_dense_tiles_and_sparse_pairs_agree(gen, monkeypatch):
+    """The broadcast-tile route (mostly overlapping tiles) and the gathered-pair route give the same matrix."""
+    b1, b2 = dense_cluster(70, gen), random_boxes(90, gen, torch.float32, span=600.0, size=(20.0, 60.0))
+    b = torch.cat([b1, b2])
+    base = box_iou_rotated(b, b)
+    assert (base > 0).float().mean() > 0.2
+    monkeypatch.setattr(rb, "_DENSE_SHARE", 10**9)  # every tile as gathered pairs
+    np.testing.assert_allclose(box_iou_rotated(b, b).numpy(), base.numpy(), rtol=0, atol=1e-6)
+    monkeypatch.setattr(rb, "_DENSE_SHARE", 0)  # every tile broadcast
+    monkeypatch.setattr(rb, "_BLOCK", 16)
+    monkeypatch.setattr(rb, "_PAIR_CHUNK", 200)
+    np.testing.assert_allclose(box_iou_rotated(b, b).numpy(), base.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(base.numpy(), shapely_iou(b.double(), b.double()), rtol=0, atol=1e-4)
+    # gradients through the broadcast tiles
+    x = b1[:6].double().requires_grad_(True)
+    y = b1[6:11].double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p, q: box_iou_rotated(p, q), (x, y))
+
+
+def test_autocast_bf16_computes_in_float32(gen):
+    b1 = random_boxes(80, gen, torch.float32, span=60.0, size=(4.0, 30.0))
+    b2 = random_boxes(90, gen, torch.float32, span=60.0, size=(4.0, 30.0))
+    s = torch.rand(80, generator=gen)
+    ref_iou, ref_keep = box_iou_rotated(b1, b2), nms_rotated(b1, s, 0.3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        iou = box_iou_rotated(b1, b2)
+        keep = nms_rotated(b1, s, 0.3)
+        # inputs produced under autocast (bf16) are computed in float32 as well
+        iou16 = box_iou_rotated(b1.bfloat16(), b2.bfloat16())
+        keep16 = batched_nms_rotated(b1.bfloat16(), s, torch.zeros(80, dtype=torch.long), 0.3)
+    assert iou.dtype == torch.float32 and iou16.dtype == torch.float32
+    np.testing.assert_allclose(iou.numpy(), ref_iou.numpy(), rtol=0, atol=1e-6)  # float32 result
+    assert keep.tolist() == ref_keep.tolist()
+    # bf16 boxes: the float32 IoU of the rounded boxes; within 0.03 of the float32 boxes' IoU
+    np.testing.assert_allclose(iou16.numpy(), box_iou_rotated(b1.bfloat16().float(), b2.bfloat16().float()).numpy(),
+                               rtol=0, atol=1e-6)
+    assert (iou16 - ref_iou).abs().max() < 0.03
+    assert keep16.tolist() == nms_rotated(b1.bfloat16().float(), s, 0.3).tolist()
+
+
 # ---------------------------------------------------------------------------------------------- points
 def test_points_in_obb_and_sides(gen):
     b = random_boxes(30, gen, span=20.0)
