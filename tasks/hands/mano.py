@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from visionkit.errors import DataError
+from visionkit.ops.precision import float32_ops
 from visionkit.ops.rotations import axis_angle_to_matrix
 from visionkit.tasks.hands.kinematics import MANO_TO_INTERHAND, forward_kinematics
 from visionkit.tasks.hands.procedural import HandOutput
@@ -252,6 +253,7 @@ class MANOLayer(nn.Module):
             if x is not None and tuple(x.shape) != (B, n):
                 raise ValueError(f"{name} has shape {tuple(x.shape)}, expected ({B}, {n})")
 
+    @float32_ops  # kinematics and skinning stay float32 under autocast
     def forward(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None = None,
                 transl: Tensor | None = None) -> HandOutput:
         """Pose and shape the hand.

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from visionkit.ops.precision import float32_ops
 from visionkit.ops.rotations import axis_angle_to_matrix
 from visionkit.tasks.hands.kinematics import MANO_PARENTS, MANO_TO_INTERHAND, forward_kinematics, mirror_axis_angle
 
@@ -143,6 +144,7 @@ class ProceduralHandLayer(nn.Module):
         scale = torch.exp(self.shape_scale * betas @ self.shape_basis.to(betas))  # (B, 21)
         return self.ancestors.to(betas) @ (self.bone_vectors.to(betas) * scale[..., None])
 
+    @float32_ops  # kinematics and skinning stay float32 under autocast
     def forward(self, global_orient: Tensor, hand_pose: Tensor, betas: Tensor | None = None,
                 transl: Tensor | None = None) -> HandOutput:
         """Pose the hand.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from visionkit.ops.points import pca_frame_candidates, pca_frames
+from visionkit.ops.precision import float32_ops
 
 
 class FrameAveraged(nn.Module):
@@ -33,8 +34,9 @@ class FrameAveraged(nn.Module):
         self.backbone = backbone
         self.group = group
 
+    @float32_ops
     def canonical_inputs(self, points: Tensor) -> Tensor:
-        """``(B, N, 3)`` -> ``(B, K, N, 3)`` canonical copies ``(X - t) F_k``."""
+        """``(B, N, 3)`` -> ``(B, K, N, 3)`` canonical copies ``(X - t) F_k`` (float32 under autocast)."""
         t, _, evecs = pca_frames(points.detach())
         frames = pca_frame_candidates(evecs, self.group)  # (B, K, 3, 3), axes as columns
         return (points - t[:, None])[:, None] @ frames

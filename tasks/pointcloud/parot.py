@@ -30,8 +30,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from visionkit.ops.points import farthest_point_sampling, gather_points, group_points, knn
+from visionkit.ops.precision import float32_ops
 from visionkit.ops.rotations import random_rotation
 from visionkit.tasks.pointcloud.pointnet import SharedMLP, mlp_head, one_hot_category, point_mlp
+
+# products of frames, rotations and directions: float32 under autocast (bfloat16 frames are orthogonal to ~1e-2)
+_matmul = float32_ops(torch.matmul)
 
 
 def _mlp(channels: Sequence[int]) -> SharedMLP:
@@ -39,6 +43,7 @@ def _mlp(channels: Sequence[int]) -> SharedMLP:
     return SharedMLP(channels)
 
 
+@float32_ops
 def frame_from_directions(d1: Tensor, d2: Tensor) -> Tensor:
     """Rotation ``(..., 3, 3)`` with rows ``[e1; e2; e1 × e2]``: ``d1`` normalised, ``d2`` made orthogonal to it."""
     e1 = F.normalize(d1, dim=-1, eps=1e-8)
@@ -86,9 +91,9 @@ class DisentangleNet(nn.Module):
             R = R.expand(n, P // per_cloud, per_cloud, 3, 3).reshape(n, P, 3, 3).to(patches.device)
         else:
             R = random_rotation(n * P, generator=generator, dtype=patches.dtype).to(patches.device).reshape(n, P, 3, 3)
-        f, d1, d2 = self((patches[None] @ R.transpose(-1, -2)).reshape(n * P, -1, 3))
-        d1 = (d1.reshape(n, P, 1, 3) @ R).squeeze(2)  # restored to the patch's own pose
-        d2 = (d2.reshape(n, P, 1, 3) @ R).squeeze(2)
+        f, d1, d2 = self(_matmul(patches[None], R.transpose(-1, -2)).reshape(n * P, -1, 3))
+        d1 = _matmul(d1.reshape(n, P, 1, 3), R).squeeze(2)  # restored to the patch's own pose
+        d2 = _matmul(d2.reshape(n, P, 1, 3), R).squeeze(2)
         losses = {}
         if siamese:
             losses = {
@@ -98,6 +103,7 @@ class DisentangleNet(nn.Module):
         return f[:P], frame_from_directions(d1[0], d2[0]), losses
 
 
+@float32_ops
 def relative_pose_code(O_i: Tensor, O_j: Tensor, r: Tensor) -> Tensor:
     """The 16-d invariant code ``[O_j O_iᵀ (9), O_i r̂ (3), O_j r̂ (3), ‖r‖ (1)]``.
 
@@ -192,7 +198,7 @@ class PaRot(nn.Module):
         _, nidx = knn(centres, centres, min(self.kr, M))
         h_l = self._aggregate(self.local_agg, f_l, O_l, centres, nidx)
         h_g = self._aggregate(self.global_agg, f_g, O_g, centres, nidx)
-        inter = (O_g @ O_l.transpose(-1, -2)).flatten(-2)  # (B, M, 9)
+        inter = _matmul(O_g, O_l.transpose(-1, -2)).flatten(-2)  # (B, M, 9)
         h = torch.cat([h_l, h_g, inter], -1)  # (B, M, centre_dim)
         emb = self.encoder(h).amax(1)  # (B, E)
         losses = {f"local_{n}": v for n, v in loss_l.items()} | {f"global_{n}": v for n, v in loss_g.items()}
@@ -206,7 +212,7 @@ class PaRot(nn.Module):
         rh = (r / n.clamp_min(1e-8))[..., None]
         Ol = gather_points(O_l.flatten(-2), pidx).unflatten(-1, (3, 3))
         Og = gather_points(O_g.flatten(-2), pidx).unflatten(-1, (3, 3))
-        code = torch.cat([n, (Ol @ rh).squeeze(-1), (Og @ rh).squeeze(-1)], -1)  # (B, N, kp, 7)
+        code = torch.cat([n, _matmul(Ol, rh).squeeze(-1), _matmul(Og, rh).squeeze(-1)], -1)  # (B, N, kp, 7)
         hc = gather_points(h, pidx)
         e = emb[:, None, None].expand(B, N, kp, -1)
         p = self.propagate(torch.cat([code, hc, e], -1)).amax(2)  # (B, N, seg_dim)

@@ -3,6 +3,9 @@
 Convention (everywhere in visionkit): a batch of clouds is ``(B, N, 3)`` (row vectors, any float dtype) and a
 rotation ``R`` acts as ``X @ R.T`` (:func:`visionkit.ops.rotations.rotate_points`). All functions are batched
 and vectorised over clouds and points; only farthest point sampling iterates, once per sampled point.
+
+Distances, sampling and frames compute in float32 under ``torch.autocast`` (:func:`~visionkit.ops.precision.
+float32_ops`): in bfloat16 the squared distances keep 8 significant bits and the nearest neighbours change.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from visionkit.ops.precision import float32_ops
 
+
+@float32_ops
 def square_distance(a: Tensor, b: Tensor) -> Tensor:
     """Pairwise squared Euclidean distances.
 
@@ -42,6 +48,7 @@ def gather_points(points: Tensor, idx: Tensor) -> Tensor:
     return out.reshape(*idx.shape, C)
 
 
+@float32_ops
 def farthest_point_sampling(points: Tensor, n_samples: int, start: str = "first",
                             generator: torch.Generator | None = None) -> Tensor:
     """Batched farthest point sampling.
@@ -146,6 +153,7 @@ def group_points(points: Tensor, centres: Tensor, idx: Tensor, relative: bool = 
     return g - centres[:, :, None] if relative else g
 
 
+@float32_ops
 def pca_frames(points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Centroid and principal axes of each cloud.
 

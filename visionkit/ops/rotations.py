@@ -1,7 +1,8 @@
 """Rotations in 3D: random SO(3), axis rotations, 6D and axis-angle representations.
 
 Convention (everywhere in visionkit): points are row vectors ``(..., N, 3)`` and a rotation matrix ``R``
-acts as ``X @ R.T`` (:func:`rotate_points`).
+acts as ``X @ R.T`` (:func:`rotate_points`). Under ``torch.autocast`` every function here computes in float32
+(:func:`~visionkit.ops.precision.float32_ops`): a bfloat16 rotation matrix is orthogonal only to about 1e-2.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from visionkit.ops.precision import float32_ops
 
+
+@float32_ops
 def rotate_points(points: Tensor, R: Tensor) -> Tensor:
     """Apply rotations to row-vector points: ``points @ R^T``.
 
@@ -31,6 +35,7 @@ def random_rotation(n: int = 1, generator: torch.Generator | None = None, dtype:
     return quaternion_to_matrix(q).to(dtype=dtype, device=device)
 
 
+@float32_ops
 def quaternion_to_matrix(q: Tensor) -> Tensor:
     """Unit quaternions ``(..., 4)`` as ``(w, x, y, z)`` to rotation matrices ``(..., 3, 3)``."""
     w, x, y, z = q.unbind(-1)
@@ -42,6 +47,7 @@ def quaternion_to_matrix(q: Tensor) -> Tensor:
     return m.reshape(*q.shape[:-1], 3, 3)
 
 
+@float32_ops
 def axis_rotation(angle: Tensor | float, axis: str = "z") -> Tensor:
     """Rotation matrices ``(..., 3, 3)`` by ``angle`` radians (right-handed) about the ``x``, ``y`` or ``z`` axis."""
     a = torch.as_tensor(angle, dtype=torch.get_default_dtype() if not torch.is_tensor(angle) else angle.dtype)
@@ -58,6 +64,7 @@ def axis_rotation(angle: Tensor | float, axis: str = "z") -> Tensor:
     return torch.stack(rows, dim=-1).reshape(*a.shape, 3, 3)
 
 
+@float32_ops
 def rotation_6d_to_matrix(d6: Tensor) -> Tensor:
     """6D rotation representation (Zhou et al.) ``(..., 6)`` to matrices ``(..., 3, 3)``.
 
@@ -70,11 +77,13 @@ def rotation_6d_to_matrix(d6: Tensor) -> Tensor:
     return torch.stack([b1, b2, b3], dim=-1)
 
 
+@float32_ops
 def matrix_to_rotation_6d(R: Tensor) -> Tensor:
     """Inverse of :func:`rotation_6d_to_matrix`: the first two columns, ``(..., 6)``."""
     return torch.cat([R[..., :, 0], R[..., :, 1]], dim=-1)
 
 
+@float32_ops
 def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     """Axis-angle vectors ``(..., 3)`` (direction = axis, norm = angle in radians) to ``(..., 3, 3)``.
 
@@ -93,6 +102,7 @@ def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     return eye + a * K + b * (K @ K)
 
 
+@float32_ops
 def matrix_to_axis_angle(R: Tensor) -> Tensor:
     """Rotation matrices ``(..., 3, 3)`` to axis-angle ``(..., 3)`` with angle in ``[0, π]``.
 
