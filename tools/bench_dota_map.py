@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from shapely.geometry import Polygon
 
-from visionkit.metrics.dota_map import DOTAMeanAP
+from visionkit.tasks.obb.dota_map import DOTAMeanAP
 
 
 def _poly(b: np.ndarray) -> Polygon:

@@ -10,20 +10,34 @@ SyntheticHands, next to the mean-pose baseline (the mean root-relative training 
 right-to-left offset)::
 
     python tools/bench_hands.py --checkpoint runs/HandReconstructionTask/checkpoints/last.ckpt
+
+InterHand2.6M annotation memory (``--interhand-memory N``): bytes per sample that the loader keeps after reading
+N interacting frames written in the official JSON format (``tracemalloc``, after garbage collection);
+``--loader file.py`` measures another version of ``datamodules/hands/interhand.py`` the same way::
+
+    python tools/bench_hands.py --interhand-memory 5000
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib.util
+import json
+import tempfile
 import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
 
 import torch
 
 from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.hands.synthetic import SyntheticHands
-from visionkit.metrics.hands import MPJPE, MRRPE, PAMPJPE
 from visionkit.tasks.hands import HandReconstructionTask
 from visionkit.tasks.hands.kinematics import root_relative
+from visionkit.tasks.hands.metrics import MPJPE, MRRPE, PAMPJPE
 
 CPU_MODEL = {"backbone_kwargs": {"widths": [12, 24, 48, 64, 96], "out_indices": [1, 2, 3, 4]}, "dim": 48,
              "hidden": 384, "bone_channels": 2, "refine_strides": (8, 4)}
@@ -112,6 +126,57 @@ def bench_accuracy(checkpoint: str, batch_size: int) -> None:
               f"{metrics['MRRPE'][k].compute():.2f} | {mp / first:.3f} |")
 
 
+def write_interhand_annotations(root: Path, n: int, split: str = "train", cameras: int = 8, seed: int = 0) -> None:
+    """``n`` interacting frames of one capture seen by ``cameras`` cameras, in the official JSON files."""
+    rng = np.random.default_rng(seed)
+    cap = "0"
+    images, anns, joints, mano = [], [], {cap: {}}, {cap: {}}
+    for k in range(n):
+        frame, cam = str(1000 + k // cameras), str(400000 + k % cameras)
+        images.append({"id": k, "file_name": f"Capture{cap}/seq/cam{cam}/image{frame}.jpg", "width": 334,
+                       "height": 512, "capture": int(cap), "camera": cam, "frame_idx": int(frame)})
+        anns.append({"id": k, "image_id": k, "joint_valid": [[1]] * 42, "hand_type": "interacting",
+                     "hand_type_valid": 1})
+        if frame not in joints[cap]:
+            joints[cap][frame] = {"world_coord": rng.normal(500, 50, (42, 3)).round(4).tolist()}
+            fit = {"pose": rng.normal(size=48).round(6).tolist(), "shape": rng.normal(size=10).round(6).tolist(),
+                   "trans": rng.normal(size=3).round(6).tolist()}
+            mano[cap][frame] = {"right": fit, "left": fit}
+    cams = {cap: {"campos": {}, "camrot": {}, "focal": {}, "princpt": {}}}
+    for c in range(cameras):
+        cam = str(400000 + c)
+        cams[cap]["campos"][cam] = [0.0, 0.0, -1000.0]
+        cams[cap]["camrot"][cam] = np.eye(3).tolist()
+        cams[cap]["focal"][cam] = [1200.0, 1200.0]
+        cams[cap]["princpt"][cam] = [167.0, 256.0]
+    folder = root / "annotations" / split
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, obj in (("data", {"images": images, "annotations": anns}), ("camera", cams), ("joint_3d", joints),
+                      ("MANO_NeuralAnnot", mano)):
+        (folder / f"InterHand2.6M_{split}_{kind}.json").write_text(json.dumps(obj))
+
+
+def bench_interhand_memory(n: int, loader: str | None) -> None:
+    if loader:
+        spec = importlib.util.spec_from_file_location("interhand_under_test", loader)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dataset_cls = module.InterHandDataset
+    else:
+        from visionkit.datamodules.hands.interhand import InterHandDataset as dataset_cls
+    with tempfile.TemporaryDirectory() as tmp:
+        write_interhand_annotations(Path(tmp), n)
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        ds = dataset_cls(tmp, "train")
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+    print(f"loader {loader or 'visionkit.datamodules.hands.interhand'}: {len(ds)} samples, {kept} bytes kept, "
+          f"{kept / len(ds):.0f} bytes per sample")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="evaluate a trained DIR instead of timing")
@@ -120,9 +185,13 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--interhand-memory", type=int, metavar="N", help="InterHand2.6M annotation bytes per sample")
+    p.add_argument("--loader", help="with --interhand-memory: path of another interhand.py to measure")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    if a.checkpoint:
+    if a.interhand_memory:
+        bench_interhand_memory(a.interhand_memory, a.loader)
+    elif a.checkpoint:
         bench_accuracy(a.checkpoint, a.batch_size)
     else:
         bench_speed(a.batch_size, a.steps, a.image_size, a.iterations)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from visionkit.metrics.generation import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.generation.judge import JudgeClassifier, load_judge, save_judge, train_judge
+from visionkit.tasks.generation.metrics import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 from visionkit.tasks.generation.ordering import Ordering
 from visionkit.tasks.generation.tokenizers import PixelQuantizer
 from visionkit.tasks.generation.transformer import ARTransformer

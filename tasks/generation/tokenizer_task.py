@@ -12,8 +12,8 @@ from torch import Tensor
 from torchmetrics import MeanSquaredError, MetricCollection
 
 from visionkit.errors import CheckpointError, DatasetNotFoundError
-from visionkit.metrics.generation import CodebookUsage
 from visionkit.tasks.base import BaseTask
+from visionkit.tasks.generation.metrics import CodebookUsage
 from visionkit.tasks.generation.tokenizers import VQVAE
 
 __all__ = ["TokenizerTask", "load_tokenizer"]

@@ -13,10 +13,10 @@ from torchmetrics import MetricCollection
 from torchvision.ops import sigmoid_focal_loss
 
 from visionkit.dist import global_normalizer
-from visionkit.metrics.dota_map import DOTAMeanAP
 from visionkit.ops.rotated_boxes import rotated_iou_loss
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb.coders import build_coder
+from visionkit.tasks.obb.dota_map import DOTAMeanAP
 from visionkit.tasks.obb.fcos import RotatedFCOS, centerness_target, decode_sides
 from visionkit.tasks.obb.metrics_angle import MeanAngleError
 from visionkit.tasks.obb.tiling import predict_large_image

@@ -71,11 +71,11 @@ from torch.utils.checkpoint import checkpoint
 from torchmetrics import Metric, MetricCollection
 
 from visionkit.backbones import build_backbone
-from visionkit.metrics.dota_map import DOTAMeanAP
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb import pointobb_views as V
 from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
+from visionkit.tasks.obb.dota_map import DOTAMeanAP
 from visionkit.tasks.obb.fcos import FPN, IMAGENET_MEAN, IMAGENET_STD
 from visionkit.tasks.obb.pointobb_angle import ANGLE_HEADS, build_angle_head
 
@@ -644,7 +644,7 @@ class PointOBBTask(BaseTask):
 
     Metrics: ``miou`` (mean rotated IoU of each pseudo box with its object's true box; when the points are not
     aligned with the true boxes, each true box is compared with the best pseudo box of its class) and ``map50``
-    of the pseudo boxes against the true boxes (DOTA protocol, :class:`~visionkit.metrics.dota_map.DOTAMeanAP`).
+    of the pseudo boxes against the true boxes (DOTA protocol, :class:`~visionkit.tasks.obb.dota_map.DOTAMeanAP`).
 
     The method and its design choices are described in :mod:`visionkit.tasks.obb.pointobb`.
 

@@ -7,9 +7,10 @@ from typing import Any
 from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
 
-from visionkit.metrics.pointcloud import MeanClassAccuracy, OverallAccuracy, RepeatedAccuracy
 from visionkit.tasks.base import BaseTask
+from visionkit.tasks.pointcloud.metrics import MeanClassAccuracy, RepeatedAccuracy
 from visionkit.tasks.pointcloud.models import build_pointcloud_model
 from visionkit.tasks.pointcloud.protocol import (
     check_mode,
@@ -78,7 +79,8 @@ class PointCloudClassificationTask(BaseTask):
 
     def make_metrics(self) -> MetricCollection:
         C = self.hparams.num_classes
-        return MetricCollection({"OverallAccuracy": OverallAccuracy(C), "MeanClassAccuracy": MeanClassAccuracy(C)})
+        return MetricCollection({"OverallAccuracy": MulticlassAccuracy(C, average="micro"),
+                                 "MeanClassAccuracy": MeanClassAccuracy(C)})
 
     def configure_metrics(self) -> None:
         super().configure_metrics()

@@ -7,9 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
 
-from visionkit.metrics.pointcloud import OverallAccuracy, ShapeNetPartMIoU
 from visionkit.tasks.pointcloud.classification import PointCloudClassificationTask
+from visionkit.tasks.pointcloud.metrics import ShapeNetPartMIoU
 
 
 class PartSegmentationTask(PointCloudClassificationTask):
@@ -52,7 +53,7 @@ class PartSegmentationTask(PointCloudClassificationTask):
         return len(self.hparams.parts_per_category) if self.hparams.use_category else 0
 
     def make_metrics(self) -> MetricCollection:
-        return MetricCollection({"OverallAccuracy": OverallAccuracy(self._num_outputs()),
+        return MetricCollection({"OverallAccuracy": MulticlassAccuracy(self._num_outputs(), average="micro"),
                                  "ShapeNetPartMIoU": ShapeNetPartMIoU(self.category_parts)})
 
     def _target(self, batch: dict[str, Any]) -> Tensor:

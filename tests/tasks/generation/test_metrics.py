@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from scipy import linalg
 
-from visionkit.metrics.generation import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 from visionkit.tasks.generation.judge import JudgeClassifier
+from visionkit.tasks.generation.metrics import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 
 
 def _judge():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from visionkit.metrics.motion import ADE, FDE, MSE, MinADE, MinFDE, MPJPEHorizons
+from visionkit.tasks.motion.metrics import ADE, FDE, MSE, MinADE, MinFDE, MPJPEHorizons
 
 
 def _data(seed=0, K=4):

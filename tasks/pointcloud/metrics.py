@@ -1,4 +1,4 @@
-"""Point-cloud metrics: overall and mean class accuracy, ShapeNetPart instance and class mIoU.
+"""Point-cloud metrics: mean class accuracy, ShapeNetPart instance and class mIoU, repeated-rotation accuracy.
 
 Every state is a sum reduced with ``dist_reduce_fx="sum"``, so the values are exact under DDP (each process
 adds its own shapes; duplicated samples of a padded distributed sampler are counted like any other sample).
@@ -44,23 +44,13 @@ class _ConfusionMetric(Metric):
         self.confmat += torch.bincount(t * C + p.clamp(0, C - 1), minlength=C * C).reshape(C, C)
 
 
-class OverallAccuracy(_ConfusionMetric):
-    """Fraction of correctly labelled samples (shapes for classification, points for segmentation).
-
-    Args:
-        num_classes: number of labels ``C``.
-        ignore_index: target label to skip.
-    """
-
-    higher_is_better = True
-
-    def compute(self) -> Tensor:
-        cm = self.confmat.double()
-        return (cm.diagonal().sum() / cm.sum().clamp_min(1)).float()
-
-
 class MeanClassAccuracy(_ConfusionMetric):
     """Mean over classes of per-class recall ``cm[c, c] / sum_j cm[c, j]``; classes absent from the truth are skipped.
+
+    This is the point-cloud literature's mAcc (scikit-learn's balanced accuracy). It is kept beside torchmetrics:
+    ``MulticlassAccuracy(average="macro")`` counts a class that is predicted but absent from the truth as 0,
+    which lowers the figure on small or unbalanced evaluation sets. Overall accuracy is torchmetrics'
+    ``MulticlassAccuracy(average="micro")``.
 
     Args:
         num_classes: number of labels ``C``.
@@ -161,4 +151,4 @@ class RepeatedAccuracy(Metric):
         return {"mean": acc.mean().float(), "std": std.float()}
 
 
-__all__ = ["MeanClassAccuracy", "OverallAccuracy", "RepeatedAccuracy", "ShapeNetPartMIoU"]
+__all__ = ["MeanClassAccuracy", "RepeatedAccuracy", "ShapeNetPartMIoU"]

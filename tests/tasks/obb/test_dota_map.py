@@ -13,7 +13,7 @@ import pytest
 import torch
 from shapely.geometry import Polygon
 
-from visionkit.metrics.dota_map import DOTAMeanAP
+from visionkit.tasks.obb.dota_map import DOTAMeanAP
 
 torch.set_num_threads(1)  # the machine is shared: no thread oversubscription
 
@@ -259,7 +259,7 @@ def test_two_process_gloo(tmp_path):
         import os, sys, torch, torch.distributed as dist
         sys.path.insert(0, os.environ["TEST_DIR"])
         from test_dota_map import random_case
-        from visionkit.metrics.dota_map import DOTAMeanAP
+        from visionkit.tasks.obb.dota_map import DOTAMeanAP
         rank = int(sys.argv[1])
         dist.init_process_group("gloo", init_method="file://" + os.environ["INIT_FILE"], rank=rank, world_size=2)
         preds, targets = random_case(21, n_img=9)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.linalg import orthogonal_procrustes
 
-from visionkit.metrics.hands import MPJPE, MPVPE, MRRPE, PAMPJPE, procrustes_align
 from visionkit.ops.rotations import random_rotation
+from visionkit.tasks.hands.metrics import MPJPE, MPVPE, MRRPE, PAMPJPE, procrustes_align
 
 
 def _joints(B, seed=0):
