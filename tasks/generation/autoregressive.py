@@ -182,15 +182,19 @@ class AutoregressiveGenerationTask(BaseTask):
             return self.tokenizer.encode(batch["image"])
 
     # ------------------------------------------------------------------ training
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def compute_outputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Teacher-forced ``logits (B, N, V)`` and the ``tokens (B, *grid)`` they predict (labels dropped at rate
+        ``label_dropout`` in training, for classifier-free guidance)."""
         tokens = self.tokens_of(batch)
         labels = batch["label"].long()
         if self.training and self.hparams.label_dropout > 0:
             drop = torch.rand(labels.shape, device=labels.device) < self.hparams.label_dropout
             labels = torch.where(drop, torch.full_like(labels, self.model.null_label), labels)
-        logits = self.model(tokens, labels)  # (B, N, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
-        return {"loss": loss}
+        return {"logits": self.model(tokens, labels), "tokens": tokens}
+
+    def compute_losses(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        logits = outputs["logits"]
+        return {"loss": F.cross_entropy(logits.reshape(-1, logits.shape[-1]), outputs["tokens"].reshape(-1))}
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -226,17 +230,16 @@ class AutoregressiveGenerationTask(BaseTask):
             out["image"] = self.tokenizer.decode(tokens).clamp(0, 1)
         return out
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def postprocess(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Any]:
+        """One generated sample per label (``tokens``, ``image``), the ``label`` s and the teacher-forced
+        ``logits`` of the batch's own tokens."""
         out = self.generate(batch["label"])
         out["label"] = batch["label"]
-        if "tokens" in batch or "image" in batch:
-            with torch.no_grad():
-                out["logits"] = self.model(self.tokens_of(batch), batch["label"].long())
+        out["logits"] = outputs["logits"]
         return out
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
-        if "logits" in preds:
-            metrics["token"].update(preds["logits"], self.tokens_of(batch))
+        metrics["token"].update(preds["logits"], self.tokens_of(batch))
         if "fid" in metrics:
             real = batch["image"] if "image" in batch else self.tokenizer.decode(self.tokens_of(batch))
             labels, fake = batch["label"], preds["image"]

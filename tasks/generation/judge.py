@@ -160,14 +160,18 @@ class JudgeTask(BaseTask):
     def make_metrics(self) -> MetricCollection:
         return MetricCollection({"accuracy": MulticlassAccuracy(self.hparams.num_classes, average="micro")})
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def compute_outputs(self, batch: dict[str, Any]) -> Tensor:
+        """Class logits ``(B, C)``; training images get gaussian noise of std ``noise``."""
         x = batch["image"]
         if self.training and self.hparams.noise > 0:
             x = (x + self.hparams.noise * torch.randn_like(x)).clamp(0, 1)
-        return {"loss": F.cross_entropy(self.judge(x), batch["label"])}
+        return self.judge(x)
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {"logits": self.judge(batch["image"])}
+    def compute_losses(self, outputs: Tensor, batch: dict[str, Any]) -> dict[str, Tensor]:
+        return {"loss": F.cross_entropy(outputs, batch["label"])}
+
+    def postprocess(self, outputs: Tensor, batch: dict[str, Any]) -> dict[str, Any]:
+        return {"logits": outputs}
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         metrics.update(preds["logits"], batch["label"])

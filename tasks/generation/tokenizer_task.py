@@ -49,14 +49,17 @@ class TokenizerTask(BaseTask):
         return MetricCollection({"recon_mse": MeanSquaredError(), "usage": CodebookUsage(self.hparams.num_codes)},
                                 compute_groups=False)
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        recon, _, vq = self.vqvae(batch["image"])
+    def compute_outputs(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+        """``(reconstruction, codes, vq loss)`` of the VQ-VAE."""
+        return self.vqvae(batch["image"])
+
+    def compute_losses(self, outputs: tuple[Tensor, Tensor, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        recon, _, vq = outputs
         rec = F.mse_loss(recon, batch["image"])
         return {"loss": rec + vq, "recon": rec, "vq": vq}
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
-        recon, codes, _ = self.vqvae(batch["image"])
-        return {"tokens": codes, "recon": recon}
+    def postprocess(self, outputs: tuple[Tensor, Tensor, Tensor], batch: dict[str, Any]) -> dict[str, Any]:
+        return {"tokens": outputs[1], "recon": outputs[0]}
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         metrics["recon_mse"].update(preds["recon"].contiguous(), batch["image"].contiguous())

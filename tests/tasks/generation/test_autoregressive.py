@@ -37,7 +37,7 @@ def test_fit_with_judge_metrics(tmp_path):
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     with torch.no_grad():
-        before = task.compute_losses(batch)["loss"].item()
+        before = task.batch_losses(batch)["loss"].item()
     trainer.fit(task, dm)
     m = trainer.callback_metrics
     for key in ("val_loss", "val_token_nll", "val_bits_per_token", "val_judge_accuracy", "val_fid", "val_kid"):
@@ -45,7 +45,7 @@ def test_fit_with_judge_metrics(tmp_path):
     torch.testing.assert_close(m["val_bits_per_token"], m["val_token_nll"] / torch.log(torch.tensor(2.0)))
     task.eval()
     with torch.no_grad():
-        after = task.compute_losses(batch)["loss"].item()
+        after = task.batch_losses(batch)["loss"].item()
     assert after < before - 0.3  # learning: from ~ln(17) = 2.83 nats towards the data entropy
     assert set(task.state_dict()) == set(_task().state_dict())  # the frozen judge is not saved
 
@@ -56,7 +56,7 @@ def test_label_dropout_uses_null_label():
     orig = task.model.forward
     task.model.forward = lambda tokens, labels: (seen.append(labels.clone()), orig(tokens, labels))[1]
     task.train()
-    task.compute_losses({"image": torch.rand(4, 1, 8, 8), "label": torch.tensor([0, 1, 2, 3])})
+    task.batch_losses({"image": torch.rand(4, 1, 8, 8), "label": torch.tensor([0, 1, 2, 3])})
     assert torch.equal(seen[0], torch.full((4,), 10))
 
 
@@ -94,7 +94,7 @@ def test_vq_tokens_cached_and_used(tmp_path):
                                       tokenizer="vq", tokenizer_ckpt=str(ckpt), dim=32, depth=1, heads=2)
     assert ar.ordering_.shape == (4, 4) and ar.ordering_.num_groups == 7
     batch = dm2.collate([dm2.train_dataset[i] for i in range(4)])
-    assert torch.isfinite(ar.compute_losses(batch)["loss"])
+    assert torch.isfinite(ar.batch_losses(batch)["loss"])
     out = ar.generate(batch["label"])
     assert out["image"].shape == (4, 3, 16, 16)
 
