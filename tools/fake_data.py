@@ -251,24 +251,32 @@ def write_shapenetpart(root: str | Path, per_split: int = 4, points: int = 2048,
 
 # ----------------------------------------------------------------------------------------------- motion
 def write_eth_ucy(root: str | Path, frames: int = 110, peds: tuple[int, int] = (3, 5), extent: float = 12.0,
-                  seed: int = 0) -> Path:
+                  lifetime: tuple[int, int] = (20, 40), seed: int = 0) -> Path:
     """ETH-UCY scene layout: ``<root>/<scene>/<scene>.txt`` for the five scenes, 4 columns ``frame id x y``.
 
-    Frames are numbered in steps of 10 (0.4 s); ``peds`` pedestrians walk through each frame at ~1.3 m/s
-    across a square of side ``extent`` metres (the real scenes span about 15-25 m).
+    Frames are numbered in steps of 10 (0.4 s). Pedestrians walk at ~1.3 m/s for ``lifetime`` frames, from a
+    random start in a square of side ``extent`` metres towards its far side, so the positions stay within about
+    that square (the real scenes span about 15-25 m); new ones enter so that ``peds[0]..peds[1]`` are in the
+    scene at any time.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     for scene in ETH_UCY_SCENES:
         rows, pid = [], 0
-        n_peds = int(rng.integers(peds[0], peds[1] + 1))
-        for _ in range(n_peds):
+        concurrent = int(rng.integers(peds[0], peds[1] + 1))
+        mean_life = (lifetime[0] + lifetime[1]) / 2
+        n_total = max(concurrent, int(round(concurrent * (frames + mean_life) / mean_life)))
+        for _ in range(n_total):
+            life = int(rng.integers(lifetime[0], lifetime[1] + 1))
+            first = int(rng.integers(-life + 1, frames))
+            t = np.arange(max(first, 0), min(first + life, frames))
+            if len(t) == 0:
+                continue
             start = rng.uniform(0, extent, 2)
-            v = rng.normal(size=2)
+            v = extent / 2 - start + rng.normal(scale=extent / 4, size=2)  # across the square
             v *= 1.3 * 0.4 / np.linalg.norm(v)
-            steps = np.arange(frames)[:, None]
-            xy = start + v * steps + np.cumsum(rng.normal(scale=0.03, size=(frames, 2)), 0)
-            rows += [(10 * f, pid, x, y) for f, (x, y) in enumerate(xy)]
+            xy = start + v * (t - first)[:, None] + np.cumsum(rng.normal(scale=0.03, size=(len(t), 2)), 0)
+            rows += [(10 * f, pid, x, y) for f, (x, y) in zip(t, xy)]
             pid += 1
         (root / scene).mkdir(parents=True, exist_ok=True)
         rows.sort()
