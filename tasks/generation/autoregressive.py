@@ -169,8 +169,16 @@ class AutoregressiveGenerationTask(BaseTask):
         return type(sd)((k, v) for k, v in sd.items() if "_metrics." not in k and not k.startswith("tokenizer."))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        state_dict = {k: v for k, v in state_dict.items() if "_metrics." not in k and not k.startswith("tokenizer.")}
-        return super().load_state_dict(state_dict, strict=False, assign=assign)
+        def own(k: str) -> bool:
+            return "_metrics." not in k and not k.startswith("tokenizer.")
+
+        state_dict = {k: v for k, v in state_dict.items() if own(k)}
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if own(k)]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"{type(self).__name__}: state dict does not match: missing {missing}, "
+                               f"unexpected {result.unexpected_keys}")
+        return result
 
     # ------------------------------------------------------------------ data
     def tokens_of(self, batch: dict[str, Any]) -> Tensor:

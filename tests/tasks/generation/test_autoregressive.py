@@ -156,3 +156,14 @@ def test_missing_judge_under_fast_dev_run_warns_once_and_runs_without(tmp_path, 
     assert not path.exists()
     assert sum(str(path) in line for line in err.splitlines()) == 1
     assert "val_token_nll" in trainer.callback_metrics and "val_fid" not in trainer.callback_metrics
+
+
+def test_load_state_dict_honours_strict():
+    sd = _task().state_dict()
+    assert not any(k.startswith("tokenizer.") or "_metrics." in k for k in sd)
+    _task().load_state_dict(sd)  # its own state loads strictly
+    broken = dict(sd)
+    broken.pop(next(iter(broken)))
+    with pytest.raises(RuntimeError, match="missing"):
+        _task().load_state_dict(broken)
+    _task().load_state_dict(broken, strict=False)
