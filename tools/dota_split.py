@@ -29,6 +29,10 @@ Merge: Task1 files ``Task1_<class>.txt`` with lines ``<patch> <score> x1 y1 ... 
 ``(p + (x, y)) / rate`` and reduced per full image and class with rotated NMS (IoU > 0.1 suppresses, on the
 minimum-area rectangles of the polygons), writing ``Task1_<class>.txt`` with full-image names.
 
+The window rule lives in :func:`visionkit.datamodules.obb.tiles.window_starts`; ``predict`` on full-size images
+with :class:`~visionkit.datamodules.obb.tiles.LargeImages` uses it too and merges like ``merge`` below, in one
+command (docs/obb.md).
+
 Examples::
 
     python tools/dota_split.py split --src DOTA/train --dst dota_split/train --size 1024 --gap 200 --rates 1.0
@@ -49,6 +53,7 @@ import numpy as np
 import torch
 
 from visionkit.datamodules.obb.dota import IMAGE_SUFFIXES, read_dota_txt, read_task1, write_dota_txt, write_task1
+from visionkit.datamodules.obb.tiles import scaled_size, window_starts
 from visionkit.errors import DataError
 from visionkit.io import atomic_open
 
@@ -56,21 +61,6 @@ PATCH_RE = re.compile(r"^(?P<name>.+)__(?P<rate>[0-9.eE+-]+)__(?P<x>-?\d+)___(?P
 
 
 # ============================================================================ split
-def window_starts(length: int, size: int, gap: int) -> list[int]:
-    """Start offsets of the windows along one axis; the last window ends at the border."""
-    if size <= gap:
-        raise ValueError(f"size ({size}) must be larger than gap ({gap})")
-    stride = size - gap
-    starts, s = [], 0
-    while True:
-        if s + size >= length:
-            starts.append(max(length - size, 0))
-            break
-        starts.append(s)
-        s += stride
-    return sorted(set(starts))
-
-
 def patch_name(image: str, rate: float, x: int, y: int) -> str:
     """``<image>__<rate>__<x>___<y>`` (rate formatted with ``%g``)."""
     return f"{image}__{rate:g}__{x}___{y}"
@@ -221,7 +211,7 @@ def split_image(
         W, H = im.size
         names = []
         for rate in rates:
-            sw, sh = max(1, round(W * rate)), max(1, round(H * rate))
+            sh, sw = scaled_size(H, W, rate)
             scaled = im if (sw, sh) == (W, H) else im.resize((sw, sh), Image.BILINEAR)
             arr = np.asarray(scaled)
             polys = ann["polys"] * rate if ann is not None else None
