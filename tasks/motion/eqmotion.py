@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from visionkit.ops.precision import float32_ops
+
 
 def dct_matrix(n: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Orthonormal DCT-II matrix ``(n, n)``: ``coeffs = M @ x`` along time, ``x = M.T @ coeffs``."""
@@ -161,6 +163,7 @@ class EqMotion(nn.Module):
             self.register_buffer("dct_past", dct_matrix(Tp), persistent=False)
             self.register_buffer("dct_future", dct_matrix(Tf), persistent=False)
 
+    @float32_ops  # coordinates are the features: bfloat16 would break equivariance at ~1e-1
     def forward(self, past: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
         """Predict the future of every present agent.
 
