@@ -76,6 +76,29 @@ def _mix(weight: Tensor, x: Tensor) -> Tensor:
     return torch.einsum("cs,...sd->...cd", weight, x)
 
 
+def scene_extent(X: Tensor, mask: Tensor, floor: float = 1e-6) -> Tensor:
+    """Robust size of each scene: the median over present agents of the RMS distance of their positions to
+    the scene centre (the origin of ``X``), at least ``floor``.
+
+    Invariant to rotations and translations of the centred input and homogeneous of degree 1 in scale (while
+    above ``floor``); the median makes one far-away agent unable to shrink everyone else to nothing.
+
+    Args:
+        X: ``(B, A, T, D)`` centred positions (absent agents arbitrary).
+        mask: ``(B, A)`` bool, True for present agents.
+
+    Returns:
+        ``(B,)`` extents.
+    """
+    rms = (X * X).sum(-1).mean(-1).sqrt()  # (B, A)
+    rms = torch.where(mask, rms, torch.full_like(rms, float("inf")))
+    n = mask.sum(1)  # (B,)
+    mid = ((n - 1).clamp_min(0) // 2)[:, None]  # lower median
+    med = rms.sort(1).values.gather(1, mid)[:, 0]
+    med = torch.where(n > 0, med, torch.zeros_like(med))
+    return med.clamp_min(floor)
+
+
 class EqMotionLayer(nn.Module):
     """One equivariant feature-learning layer (gate, aggregation, velocity term, non-linearity, h update)."""
 
@@ -137,15 +160,24 @@ class EqMotion(nn.Module):
         dct: encode the past and decode the future in the orthonormal DCT basis along time.
         eps: smoothing of norms and projections (does not affect equivariance).
         input_scale: data units per model unit; positions are divided by it on input and predictions multiplied
-            by it (e.g. 1000 for millimetres, so the network sees metres). Keeps the features O(1).
+            by it (e.g. 1000 for millimetres, so the network sees metres).
+        normalize: ``"scene"`` (default): every sample is centred on the mean last observed position of its
+            present agents and divided by its robust extent (:func:`scene_extent`), and the prediction is
+            mapped back exactly, so the network sees O(1) coordinates whatever the scene's size or units and
+            the model is equivariant to uniform scaling too (``f(s x) = s f(x)``). ``"none"``: positions are
+            only divided by ``input_scale`` (then features grow with the scene extent: a 24 m pedestrian
+            scene in metres diverges).
     """
 
     def __init__(self, past_len: int = 20, future_len: int = 20, dim: int = 3, channels: int = 64, hidden: int = 64,
                  n_layers: int = 4, n_categories: int = 2, tau: float = 1.0, n_modes: int = 1, dct: bool = False,
-                 eps: float = 1e-8, input_scale: float = 1.0) -> None:
+                 eps: float = 1e-8, input_scale: float = 1.0, normalize: str = "scene") -> None:
         super().__init__()
         if past_len < 2:
             raise ValueError(f"past_len must be >= 2 (velocities by finite difference), got {past_len}")
+        if normalize not in ("scene", "none"):
+            raise ValueError(f"normalize: expected 'scene' or 'none', got {normalize!r}")
+        self.normalize = normalize
         Tp, Tf, C, H, K = past_len, future_len, channels, hidden, n_categories
         self.past_len, self.future_len, self.dim = Tp, Tf, dim
         self.n_modes, self.tau, self.eps, self.dct, self.H = n_modes, tau, eps, dct, H
@@ -184,6 +216,14 @@ class EqMotion(nn.Module):
         m = mb.to(past.dtype)
         X = torch.where(mb[..., None, None], past / self.input_scale,
                         torch.zeros((), dtype=past.dtype, device=past.device))
+        if self.normalize == "scene":
+            centre = (X[:, :, -1:] * m[..., None, None]).sum(1, keepdim=True) / m.sum(1).clamp_min(1)[
+                :, None, None, None]  # (B, 1, 1, D): mean last observed position
+            scale = scene_extent((X - centre) * m[..., None, None], mb).detach()[:, None, None, None]
+            X = (X - centre) * m[..., None, None] / scale
+        else:
+            centre = scale = torch.ones((), dtype=past.dtype, device=past.device).expand(B, 1, 1, 1)
+            centre = centre * 0
         n = m.sum(1).clamp_min(1)  # (B,)
         x_bar = X.sum((1, 2), keepdim=True) / (n * Tp)[:, None, None, None]  # (B, 1, 1, D)
         Xc = (X - x_bar) * m[..., None, None]
@@ -213,7 +253,8 @@ class EqMotion(nn.Module):
         out = _mix(self.w_out, G).view(B, A, self.n_modes, self.future_len, D)
         if self.dct:
             out = _mix(self.dct_future.T, out)
-        out = (out + x_bar[:, :, None]) * (m[..., None, None, None] * self.input_scale)
+        out = ((out + x_bar[:, :, None]) * scale[:, :, None] + centre[:, :, None]) * (m[..., None, None, None]
+                                                                                  * self.input_scale)
         modes = out.permute(0, 2, 1, 3, 4)  # (B, K, A, T_f, D)
         result = {"future": modes[:, 0]}
         if self.n_modes > 1:

@@ -9,10 +9,10 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from visionkit.metrics.motion import ADE, FDE, MSE, MinADE, MinFDE, MPJPEHorizons
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.motion.baselines import ConstantVelocity
 from visionkit.tasks.motion.eqmotion import EqMotion
+from visionkit.tasks.motion.metrics import ADE, FDE, MSE, MinADE, MinFDE, MPJPEHorizons
 
 MODELS = ("eqmotion", "constant_velocity")
 
@@ -53,6 +53,9 @@ class MotionPredictionTask(BaseTask):
         n_modes: predicted modes (best-of-K).
         dct: DCT along time at input and output.
         input_scale: data units per model unit (1000 for millimetre data).
+        normalize: ``"scene"`` (default): each sample is centred on its agents' mean last observed position and
+            divided by its robust extent inside EqMotion (scale-robust: the same network for any scene size or
+            unit); ``"none"``: only ``input_scale``.
         mpjpe_horizons_ms: horizons of the MPJPE metric in ms (None: no MPJPE).
         fps: frame rate for the MPJPE horizons.
         **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
@@ -63,7 +66,7 @@ class MotionPredictionTask(BaseTask):
 
     def __init__(self, model: str = "eqmotion", past_len: int = 20, future_len: int = 20, dim: int = 3,
                  channels: int = 64, hidden: int = 64, n_layers: int = 4, n_categories: int = 2, tau: float = 1.0,
-                 n_modes: int = 1, dct: bool = False, input_scale: float = 1.0,
+                 n_modes: int = 1, dct: bool = False, input_scale: float = 1.0, normalize: str = "scene",
                  mpjpe_horizons_ms: list[int] | None = None, fps: float = 25.0, **kwargs: Any) -> None:
         if model not in MODELS:
             raise ValueError(f"model.init_args.model: expected one of {MODELS}, got {model!r}")
@@ -77,7 +80,8 @@ class MotionPredictionTask(BaseTask):
             self.model: nn.Module = ConstantVelocity(hp.future_len)
         else:
             self.model = EqMotion(hp.past_len, hp.future_len, hp.dim, hp.channels, hp.hidden, hp.n_layers,
-                                  hp.n_categories, hp.tau, hp.n_modes, hp.dct, input_scale=hp.input_scale)
+                                  hp.n_categories, hp.tau, hp.n_modes, hp.dct, input_scale=hp.input_scale,
+                                  normalize=hp.normalize)
 
     def make_metrics(self) -> MetricCollection:
         metrics: dict[str, Any] = {"ADE": ADE(), "FDE": FDE(), "MSE": MSE()}

@@ -122,3 +122,86 @@ def test_gradients_finite_on_static_agents():
     x.requires_grad_(True)
     m(x)["future"].sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_similarity_equivariance_of_scene_normalisation(dim):
+    """pred(s x R + t) = s pred(x) R + t: scale (over 5 decades), rotation/reflection and translation."""
+    m = _model(dim, n_modes=2)
+    x = torch.randn(3, 5, 10, dim, dtype=torch.float64).cumsum(2)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[2, 1:] = False  # one agent alone: its extent is its own travel
+    R = _orthogonal(dim, torch.float64, reflect=True)
+    t = torch.randn(dim, dtype=torch.float64) * 7
+    with torch.no_grad():
+        y = m(x, mask)
+        for s in (1e-2, 3.0, 1e3):
+            yg = m(s * x @ R.T + t, mask)
+            ref = (s * y["modes"] @ R.T + t) * mask[:, None, :, None, None]
+            assert ((yg["modes"] - ref).abs().max() / s).item() <= 1e-9
+
+
+def test_scene_extent_is_a_masked_median_and_ignores_outliers():
+    from visionkit.tasks.motion.eqmotion import scene_extent
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 7, 5, 2, generator=g, dtype=torch.float64)
+    mask = torch.rand(4, 7, generator=g) < 0.7
+    mask[:, 0] = True
+    got = scene_extent(x, mask)
+    rms = np.sqrt((x.numpy() ** 2).sum(-1).mean(-1))
+    for b in range(4):
+        vals = np.sort(rms[b][mask[b].numpy()])
+        assert got[b].item() == pytest.approx(vals[(len(vals) - 1) // 2])
+    far = x.clone()
+    far[:, 0] *= 1e4  # one agent a long way off moves the median by at most one rank
+    got_far = scene_extent(far, mask)
+    assert (got_far <= torch.from_numpy(rms).masked_fill(~mask, 0).amax(1) + 1e-12).all()
+
+
+def _eth_ucy_batch(tmp_path, scale):
+    """Windows of a scene of real extent (24 m, 20-40 pedestrians), read from the 4-column on-disk format."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from visionkit.datamodules.motion import ETHUCY
+
+    path = Path(__file__).resolve().parents[3] / "tools" / "fake_data.py"
+    spec = importlib.util.spec_from_file_location("fake_data", path)
+    fake = sys.modules.get("fake_data") or importlib.util.module_from_spec(spec)
+    if "fake_data" not in sys.modules:
+        sys.modules["fake_data"] = fake
+        spec.loader.exec_module(fake)
+    root = fake.write_eth_ucy(tmp_path / f"eth_{scale}", frames=110, peds=(20, 40), extent=24.0 * scale,
+                             lifetime=(40, 60), seed=0)
+    dm = ETHUCY(root=str(root), test_scene="eth", batch_size=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    return {"past": batch["past"], "future": batch["future"], "mask": batch["mask"]}
+
+
+def test_real_extent_scenes_train_with_sane_losses_from_step_zero(tmp_path):
+    from visionkit.tasks.motion import MotionPredictionTask
+
+    kw = dict(past_len=8, future_len=12, dim=2, channels=16, hidden=32, n_layers=2, n_modes=20)
+    base = _eth_ucy_batch(tmp_path, 1.0)
+    span = (base["past"][base["mask"]].amax((0, 1)) - base["past"][base["mask"]].amin((0, 1))).max().item()
+    assert base["mask"].sum(1).max() >= 20 and span > 15  # pedestrians over a real scene's extent (metres)
+    batch3 = {k: v * 3 if v.is_floating_point() else v for k, v in base.items()}
+    torch.manual_seed(0)
+    task = MotionPredictionTask(**kw)
+    with torch.no_grad():
+        l1, l3 = task.compute_losses(base)["loss"], task.compute_losses(batch3)["loss"]
+    # finite, and x3 coordinates give x3 the error in the same units (the metric error of a scale-free model)
+    assert torch.isfinite(l1) and torch.isfinite(l3) and l1 < span
+    assert l3.item() == pytest.approx(3 * l1.item(), rel=1e-4)
+    opt = torch.optim.Adam(task.parameters(), lr=3e-3)
+    first = l3.item()
+    for _ in range(15):
+        loss = task.compute_losses(batch3)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+    assert loss.item() < 0.5 * first
