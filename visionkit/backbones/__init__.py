@@ -5,6 +5,8 @@ and exposes ``out_channels: list[int]`` and ``strides: list[int]``. Names not in
 to ``timm.create_model(name, features_only=True, pretrained=False)``.
 """
 
+from visionkit.backbones.fpn import FPN
+from visionkit.backbones.normalization import IMAGENET_MEAN, IMAGENET_STD, InputNormalization, backbone_mean_std
 from visionkit.backbones.registry import (
     BACKBONES,
     TimmBackbone,
@@ -16,6 +18,11 @@ from visionkit.backbones.simple import SimpleCNN
 
 __all__ = [
     "BACKBONES",
+    "FPN",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "InputNormalization",
+    "backbone_mean_std",
     "SimpleCNN",
     "TimmBackbone",
     "build_backbone",

@@ -59,6 +59,12 @@ class TimmBackbone(nn.Module):
         )
         self.out_channels = list(self.model.feature_info.channels())
         self.strides = list(self.model.feature_info.reduction())
+        # the input statistics the model was trained with (pretrained_cfg), for InputNormalization
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        self.mean, self.std = cfg.get("mean"), cfg.get("std")
+        if self.mean is not None and len(self.mean) != in_chans:  # e.g. one-channel input: the mean statistic
+            self.mean = (sum(self.mean) / len(self.mean),) * in_chans
+            self.std = (sum(self.std) / len(self.std),) * in_chans
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.model(x))
