@@ -15,3 +15,11 @@ class DatasetNotFoundError(VisionKitError, FileNotFoundError):
 
 class CheckpointError(VisionKitError, RuntimeError):
     """A checkpoint file cannot be read."""
+
+
+class ConfigError(VisionKitError, ValueError):
+    """A config value is invalid or two config parts do not fit together; the message names the key."""
+
+
+class NonFiniteError(VisionKitError, FloatingPointError):
+    """Training produced NaN or inf (a loss term or the weights); the message names the step and the terms."""

@@ -1,13 +1,15 @@
-"""Atomic file writing: a crash never leaves a half-written checkpoint or prediction file."""
+"""File input and output: atomic writes (a crash never leaves a half-written file) and safe ``torch.load``."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 @contextlib.contextmanager
@@ -49,3 +51,51 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+#: classes, besides tensors and plain containers, that a checkpoint written by visionkit may hold
+SAFE_GLOBALS: list[type] = [pathlib.PurePosixPath, pathlib.PosixPath, pathlib.PureWindowsPath, pathlib.WindowsPath]
+
+
+def register_safe_globals(*classes: type) -> None:
+    """Allow ``classes`` in checkpoints loaded with :func:`load_torch` (e.g. a plugin's hyperparameter type)."""
+    for cls in classes:
+        if cls not in SAFE_GLOBALS:
+            SAFE_GLOBALS.append(cls)
+
+
+def load_torch(path: str | os.PathLike | IO[bytes], map_location: Any = "cpu", trust: bool = False) -> Any:
+    """Load a ``torch.save`` file without running code from it unless ``trust`` is set.
+
+    With ``trust=False`` (the default) the file is read with ``weights_only=True``: tensors, numbers, strings,
+    containers and the classes in :data:`SAFE_GLOBALS` only. A file that needs any other class (a pickled
+    object, possibly a planted payload) raises :class:`~visionkit.errors.CheckpointError` naming the file and
+    the class; ``trust=True`` (``--trust_checkpoint`` on the command line) unpickles it fully, which runs
+    whatever code the file contains: use it only for files you made yourself.
+
+    Args:
+        path: file path or binary file object.
+        map_location: as in :func:`torch.load`.
+        trust: allow full unpickling.
+
+    Returns:
+        The loaded object.
+    """
+    import pickle
+
+    import torch
+
+    from visionkit.errors import CheckpointError
+
+    if trust:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        name = path if isinstance(path, str | os.PathLike) else getattr(path, "name", "<stream>")
+        culprit = re.search(r"(?:Unsupported global|unsupported GLOBAL|global) ?:? ?(?:GLOBAL )?([\w.]+)", str(err))
+        what = f"the class {culprit.group(1)}" if culprit else "objects other than tensors and plain values"
+        raise CheckpointError(
+            f"{name}: refusing to unpickle {what} (loading it could run code from the file); if you made this "
+            "file yourself, pass --trust_checkpoint true") from None

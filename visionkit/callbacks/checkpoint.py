@@ -1,4 +1,4 @@
-"""Checkpointing: the task's own monitor, ``last.ckpt``, atomic writes, readable errors."""
+"""Checkpointing: the task's own monitor, ``last.ckpt``, atomic writes, safe loading, readable errors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from visionkit.errors import CheckpointError
-from visionkit.io import atomic_open
+from visionkit.errors import CheckpointError, NonFiniteError
+from visionkit.io import atomic_open, load_torch
+
+#: checkpoint key under which :class:`RunConfig` stores the run's resolved ``model`` and ``data`` config
+CONFIG_KEY = "visionkit_config"
 
 
 class TaskCheckpoint(ModelCheckpoint):
@@ -63,9 +66,23 @@ class TaskCheckpoint(ModelCheckpoint):
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def _save_last_checkpoint(self, trainer, monitor_candidates) -> None:
-        super()._save_last_checkpoint(trainer, monitor_candidates)
+        # ``last.ckpt`` is replaced, never versioned (``last-v1.ckpt``): it is always the run's latest state
+        counter, self._enable_version_counter = self._enable_version_counter, False
+        try:
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+        finally:
+            self._enable_version_counter = counter
         if self.save_last:
             self._last_step_saved_as_last = trainer.global_step
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        bad = [n for n, p in trainer.lightning_module.state_dict().items()
+               if torch.is_tensor(p) and p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        if bad:
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            raise NonFiniteError(f"step {trainer.global_step}: not saving {filepath}: non-finite values in "
+                                 f"{', '.join(bad[:3])}{more}")
+        super()._save_checkpoint(trainer, filepath)
 
     @staticmethod
     def _init_kth(mode: str):
@@ -73,8 +90,36 @@ class TaskCheckpoint(ModelCheckpoint):
         return ({"min": inf, "max": -inf}[mode], "")
 
 
+class RunConfig(Callback):
+    """Stores the run's resolved ``model`` and ``data`` config in every checkpoint (key :data:`CONFIG_KEY`).
+
+    ``--ckpt_path last`` compares it with the config of the resuming run and refuses a checkpoint of another
+    experiment.
+
+    Args:
+        config: ``{"model": {...}, "data": {...}}`` of plain values (strings, numbers, lists, dicts).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes checkpoints to a temporary file and renames it, so a crash never leaves a truncated file."""
+    """Writes checkpoints to a temporary file and renames it, so a crash never leaves a truncated file.
+
+    Checkpoints are read with ``weights_only=True`` (tensors and plain values only; see
+    :func:`visionkit.io.load_torch`) unless ``trust`` is set, so a planted file cannot run code.
+
+    Args:
+        trust: unpickle checkpoints fully (``--trust_checkpoint true``); only for files you made yourself.
+    """
+
+    def __init__(self, trust: bool = False) -> None:
+        super().__init__()
+        self.trust = trust
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         fs = get_filesystem(path)
@@ -84,8 +129,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:
+        fs = get_filesystem(path)
+        if type(fs).__name__ != "LocalFileSystem":
+            return super().load_checkpoint(path, map_location=map_location, weights_only=not self.trust)
         verify_checkpoint(path)
-        return super().load_checkpoint(path, map_location=map_location, weights_only=False)
+        return load_torch(path, map_location=map_location, trust=self.trust or weights_only is False)
 
 
 def verify_checkpoint(path: str | os.PathLike) -> None:
