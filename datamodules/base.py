@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from visionkit.errors import DatasetNotFoundError
+from visionkit.errors import ConfigError, DatasetNotFoundError
 from visionkit.seed import step_seed
 
 
@@ -68,6 +68,10 @@ class BaseDataModule(LightningDataModule):
 
     def __init__(self, batch_size: int = 8, num_workers: int = 0, seed: int = 0, pin_memory: bool = False) -> None:
         super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"data.init_args.batch_size: expected a positive integer, got {batch_size!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ConfigError(f"data.init_args.num_workers: expected an integer >= 0, got {num_workers!r}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
