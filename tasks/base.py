@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from lightning.pytorch import LightningModule
@@ -13,6 +13,11 @@ from torchmetrics import MetricCollection
 
 from visionkit.finite import check_finite_losses
 from visionkit.seed import step_seed
+
+#: optimiser and schedule shortcuts of :class:`BaseTask` (LightningCLI's ``--optimizer``/``--lr_scheduler`` take
+#: any torch class instead)
+Optimizer = Literal["adamw", "adam", "sgd"]
+Scheduler = Literal["cosine", "multistep", "constant"]
 
 
 class BaseTask(LightningModule, ABC):
@@ -57,22 +62,20 @@ class BaseTask(LightningModule, ABC):
     def __init__(
         self,
         lr: float = 1e-3,
-        optimizer: str = "adamw",
+        optimizer: Optimizer = "adamw",
         weight_decay: float = 1e-4,
         momentum: float = 0.9,
-        scheduler: str = "cosine",
+        scheduler: Scheduler = "cosine",
         warmup_steps: int = 0,
         milestones: tuple[float, ...] = (0.67, 0.9),
         grad_clip: float = 0.0,
         _ignore: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
-        if optimizer not in ("adamw", "adam", "sgd"):
-            raise ValueError(f"model.init_args.optimizer: expected adamw, adam or sgd, got {optimizer!r}")
-        if scheduler not in ("cosine", "multistep", "constant"):
-            raise ValueError(
-                f"model.init_args.scheduler: expected cosine, multistep or constant, got {scheduler!r}"
-            )
+        # checked here too for tasks built in Python (the CLI rejects other values while parsing)
+        for key, value, kind in (("optimizer", optimizer, Optimizer), ("scheduler", scheduler, Scheduler)):
+            if value not in get_args(kind):
+                raise ValueError(f"model.init_args.{key}: expected one of {', '.join(get_args(kind))}, got {value!r}")
         self.save_hyperparameters(ignore=["_ignore", *_ignore])
         self.configure_models()
         self.configure_losses()
