@@ -101,7 +101,9 @@ class HandReconstructionTask(BaseTask):
                             bone_channels=hp.bone_channels, splat_radius=hp.splat_radius, hidden=hp.hidden,
                             patch=hp.patch)
         if hp.init_weights:
-            state = torch.load(hp.init_weights, map_location="cpu", weights_only=False)
+            from visionkit.io import load_torch  # tensors and plain values only: no code runs from the file
+
+            state = load_torch(hp.init_weights, map_location="cpu")
             state = state.get("state_dict", state)
             missing, unexpected = self.load_state_dict(state, strict=False)
             if [k for k in missing if k.startswith("model.")] or unexpected:
