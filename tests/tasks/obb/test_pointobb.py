@@ -356,7 +356,7 @@ def test_two_step_pipeline_through_the_cli(tmp_path):
     cfg1 = ["--config", str(root / "configs/obb/pointobb_synthetic.yaml")]
     run = dict(cwd=tmp_path, check=True, capture_output=True, text=True)
     subprocess.run(step1 + ["fit"] + cfg1 + small + ["--trainer.callbacks.init_args.output_dir", str(labels)], **run)
-    ckpt = tmp_path / "runs/PointOBBTask/checkpoints/last.ckpt"
+    ckpt = tmp_path / "runs/obb/pointobb_synthetic/checkpoints/last.ckpt"
     subprocess.run(step1 + ["predict"] + cfg1 + small + ["--trainer.callbacks.init_args.output_dir", str(labels),
                                                          "--ckpt_path", str(ckpt)], **run)
     files = sorted(labels.glob("train_*.txt"))
