@@ -1,16 +1,28 @@
-"""Benchmark PointOBB's rotated RoI sampling, dense-to-sparse matching and other-point masks against loops.
+"""Benchmark PointOBB: vectorised parts against loops, and training steps at real size (time and peak memory).
 
     python tools/bench_pointobb.py [--boxes 4000] [--points 400] [--threads 1]
 
-Prints the time of the vectorised implementation, of a straightforward loop over boxes / points doing the same
+prints the time of the vectorised implementation, of a straightforward loop over boxes / points doing the same
 computation, their ratio, and the largest difference between the two results.
+
+    flock /tmp/bigmem.lock python tools/bench_pointobb.py steps --config configs/obb/pointobb_dota_v1.yaml \
+        --num-points 0 300 1000 [--steps 2] [--roi-chunk 2048] [--size 1024] [--threads 1]
+
+writes fake DOTA data in the exact on-disk format (``images/*.png``, ``labelTxt/*.txt``, ``points/*.txt``) with
+``size x size`` patches and the given number of annotated points per patch, and runs training steps of the
+config's model at its batch size on the CPU, one process per point count: seconds per step (after the first;
+wall clock and the process's CPU time, which is what counts on a shared machine) and the process's peak resident
+memory (``getrusage``). The worst case of the random views is forced: the
+resized view at the largest scale of ``view_scale_range`` and the rotated view with the symmetry loss on.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +41,124 @@ def _time(fn, repeat: int = 3) -> tuple[float, object]:
     return best, out
 
 
+def write_fake_dota(root: Path, num_images: int, size: int, num_points: int, seed: int = 0) -> None:
+    """``root/train/{images,labelTxt,points}``: ``num_images`` noise patches with ``num_points`` small objects
+    (vehicle-sized boxes, DOTA v1.0 classes) each, in the DOTA formats."""
+    from PIL import Image
+
+    from visionkit.datamodules.obb.dota import DOTA_V1_0_CLASSES, write_dota_txt, write_point_txt
+    from visionkit.ops.rotated_boxes import obb2poly
+
+    g = torch.Generator().manual_seed(seed)
+    base = root / "train"
+    for sub in ("images", "labelTxt", "points"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(num_images):
+        img = (torch.rand(size, size, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(img).save(base / "images" / f"P{i:04d}.png")
+        n = num_points
+        boxes = torch.cat([8 + torch.rand(n, 2, generator=g, dtype=torch.float64) * (size - 16),
+                           torch.stack([8 + torch.rand(n, generator=g, dtype=torch.float64) * 40,
+                                        4 + torch.rand(n, generator=g, dtype=torch.float64) * 12], 1),
+                           (torch.rand(n, 1, generator=g, dtype=torch.float64) - 0.5) * math.pi], 1)
+        labels = torch.randint(0, len(DOTA_V1_0_CLASSES), (n,), generator=g).tolist()
+        names = [DOTA_V1_0_CLASSES[k] for k in labels]
+        write_dota_txt(base / "labelTxt" / f"P{i:04d}.txt", obb2poly(boxes).numpy(), names, [0] * n,
+                       {"imagesource": "GoogleEarth", "gsd": None})
+        write_point_txt(base / "points" / f"P{i:04d}.txt", boxes[:, :2].numpy(), names)
+
+
+def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> dict[str, float]:
+    """Training steps of the config's PointOBB model on ``root``; returns seconds per step and peak RSS (GB)."""
+    import resource
+
+    import yaml
+
+    from visionkit.datamodules.obb.points import DOTAPoints
+    from visionkit.tasks.obb.pointobb import PointOBBTask
+
+    cfg = yaml.safe_load(config.read_text())
+    margs = dict(cfg["model"]["init_args"])
+    if roi_chunk is not None:
+        margs["roi_chunk"] = roi_chunk
+    hi = max(margs.get("view_scale_range", (0.5, 1.5)))
+    margs.update(view_scale_range=(hi, hi), rotate_prob=1.0)  # the largest views: the memory's worst case
+    task = PointOBBTask(**margs)
+    task._update_progress = lambda: None
+    task.progress.fill_(max(margs.get("angle_proposal_start", 0.6), margs.get("angle_loss_start", 0.25)))
+    dargs = dict(cfg["data"]["init_args"], root=str(root), num_workers=0, pin_memory=False)
+    dm = DOTAPoints(**dargs)
+    dm.train_dataset = dm.make_dataset("train")
+    batch = next(iter(dm.train_dataloader()))
+    opt = torch.optim.SGD(task.parameters(), lr=1e-4, momentum=0.9)
+    times, cpu = [], []
+    for step in range(steps):
+        torch.manual_seed(step)
+        t, c = time.perf_counter(), time.process_time()
+        losses = task.compute_losses(batch)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+        if not all(bool(torch.isfinite(v.detach())) for v in losses.values()):
+            raise RuntimeError(f"non-finite losses at step {step}: {losses}")
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    per_step = sum(times[1:]) / (len(times) - 1) if len(times) > 1 else times[0]
+    cpu_step = sum(cpu[1:]) / (len(cpu) - 1) if len(cpu) > 1 else cpu[0]
+    return {"points": float(sum(len(p) for p in batch["points"])), "s_per_step": per_step, "cpu_s_per_step": cpu_step,
+            "first_step_s": times[0], "peak_gb": peak_kb / 1024 ** 2, "batch": float(len(batch["points"]))}
+
+
+def steps_main(argv: list[str]) -> None:
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    ap = argparse.ArgumentParser(description="PointOBB training steps at real size: seconds per step, peak memory")
+    ap.add_argument("--config", type=Path, default=Path("configs/obb/pointobb_dota_v1.yaml"))
+    ap.add_argument("--num-points", type=int, nargs="+", default=[0, 300, 1000], help="annotated points per patch")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--size", type=int, default=1024, help="patch side, pixels")
+    ap.add_argument("--roi-chunk", type=int, default=None, help="override the model's roi_chunk (0: no chunks)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.child is not None:  # one measurement in a fresh process: its peak RSS is its own
+        print(json.dumps(run_steps(args.config, args.child, args.steps, args.roi_chunk)), flush=True)
+        return
+    import yaml
+
+    batch = int(yaml.safe_load(args.config.read_text())["data"]["init_args"].get("batch_size", 2))
+    print(f"threads={args.threads}  {args.config}  batch {batch} of {args.size}x{args.size} patches, "
+          f"{args.steps} steps, roi_chunk={'config' if args.roi_chunk is None else args.roi_chunk}")
+    print(f"{'points/patch':>12} {'s/step':>9} {'CPU s/step':>11} {'1st step s':>11} {'peak RSS GB':>12}")
+    for n in args.num_points:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_fake_dota(Path(tmp), batch, args.size, n)
+            cmd = [sys.executable, __file__, "steps", "--config", str(args.config), "--steps", str(args.steps),
+                   "--threads", str(args.threads), "--child", tmp]
+            if args.roi_chunk is not None:
+                cmd += ["--roi-chunk", str(args.roi_chunk)]
+            res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
+                                                                             "OMP_NUM_THREADS": str(args.threads)})
+            if res.returncode != 0:
+                err = res.stderr.strip().splitlines()
+                print(f"{n:>12} failed: {err[-1] if err else res.returncode}")
+                continue
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{n:>12} {r['s_per_step']:9.1f} {r['cpu_s_per_step']:11.1f} {r['first_step_s']:11.1f} "
+                  f"{r['peak_gb']:12.2f}", flush=True)
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "steps":
+        steps_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boxes", type=int, default=4000)
     ap.add_argument("--points", type=int, default=400)

@@ -196,6 +196,10 @@ class PointOBB(nn.Module):
         normalize: standardise [0, 1] images with the ImageNet mean/std.
         roi_chunk: RoIs whose features are computed at once; while training, each chunk's features are
             recomputed in backward instead of kept (see :meth:`roi_logits`). 0: all at once, all kept.
+        checkpoint_features: while training, keep only the outputs of the backbone stages, the FPN maps and the
+            angle maps, and recompute the layers inside them in backward (the three views of a step at 1024 x 1024
+            otherwise hold most of the memory); same results, about a third more compute. BatchNorm running
+            statistics are updated again by the recomputation.
     """
 
     def __init__(
@@ -229,6 +233,7 @@ class PointOBB(nn.Module):
         pseudo_stage: int = 1,
         normalize: bool = True,
         roi_chunk: int = 2048,
+        checkpoint_features: bool = False,
     ) -> None:
         super().__init__()
         if not coder.differentiable_decode:
@@ -253,6 +258,9 @@ class PointOBB(nn.Module):
         if roi_chunk < 0:
             raise ValueError(f"model.init_args.roi_chunk: expected >= 0 (0: no chunks), got {roi_chunk}")
         self.roi_chunk = int(roi_chunk)
+        self.checkpoint_features = bool(checkpoint_features)
+        inner = getattr(self.backbone, "model", None)
+        self._stagewise_checkpoints = checkpoint_features and hasattr(inner, "set_grad_checkpointing")
         self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0,
                              background=stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
@@ -281,13 +289,27 @@ class PointOBB(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     # ------------------------------------------------------------------------------------------ features
+    def _recompute(self) -> bool:
+        return self.checkpoint_features and torch.is_grad_enabled()
+
     def features(self, images: Tensor) -> list[Tensor]:
         """FPN maps of ``(B, 3, H, W)`` images in [0, 1], finest first."""
         x = (images - self.pixel_mean) / self.pixel_std if self.normalize and images.shape[1] == 3 else images
-        return self.fpn(self.backbone(x))
+        recompute = self._recompute()
+        if self._stagewise_checkpoints:  # timm backbones recompute stage by stage themselves, when asked
+            self.backbone.model.set_grad_checkpointing(recompute)
+        if not recompute:
+            return self.fpn(self.backbone(x))
+        if self._stagewise_checkpoints:
+            feats = list(self.backbone(x))
+        else:
+            feats = list(checkpoint(lambda t: tuple(self.backbone(t)), x, use_reentrant=False))
+        return list(checkpoint(lambda *fs: tuple(self.fpn(list(fs))), *feats, use_reentrant=False))
 
     def angle_maps(self, feats: Sequence[Tensor], images: Tensor | None = None) -> list[Tensor]:
         """Dense angle encodings ``(B, D, h_l, w_l)`` per level (``images``: the input, for heads that read it)."""
+        if self._recompute():
+            return [checkpoint(self.angle_head, f, images, use_reentrant=False) for f in feats]
         return [self.angle_head(f, images) for f in feats]
 
     def level_of(self, wh: Tensor) -> Tensor:
@@ -655,7 +677,7 @@ class PointOBBTask(BaseTask):
         bag_scales, bag_ratios, topk, roi_size, roi_context, head_dim, finest_scale, jitter_scales, jitter_offsets,
         num_negatives, neg_iou_thr, d2s_radius, angle_convs, angle_head, tensor_maps, tensor_sigma,
         tensor_image, agnostic_classes, stage0_sigmoid,
-        stage0_background, exclude_other_points, pseudo_stage, roi_chunk: see
+        stage0_background, exclude_other_points, pseudo_stage, roi_chunk, checkpoint_features: see
             :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
@@ -715,6 +737,7 @@ class PointOBBTask(BaseTask):
         exclude_other_points: bool = False,
         pseudo_stage: int = 1,
         roi_chunk: int = 2048,
+        checkpoint_features: bool = False,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
@@ -770,7 +793,7 @@ class PointOBBTask(BaseTask):
             tensor_image=hp.tensor_image,
             agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
             stage0_background=hp.stage0_background, exclude_other_points=hp.exclude_other_points,
-            pseudo_stage=hp.pseudo_stage, roi_chunk=hp.roi_chunk)
+            pseudo_stage=hp.pseudo_stage, roi_chunk=hp.roi_chunk, checkpoint_features=hp.checkpoint_features)
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))

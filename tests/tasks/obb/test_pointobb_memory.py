@@ -1,4 +1,5 @@
-"""PointOBB's chunked, recomputed RoI heads (same losses and gradients, bounded saved memory) and bf16 autocast."""
+"""PointOBB's chunked, recomputed RoI heads and feature maps (same losses and gradients, bounded saved memory) and
+bf16 autocast."""
 
 import pytest
 import torch
@@ -33,11 +34,13 @@ def _losses_and_grads(task, batch, seed=1):
     return {k: v.detach() for k, v in losses.items()}, grads
 
 
-@pytest.mark.parametrize("options", [{}, {"stage0_background": True}, {"stage0_sigmoid": True}])
+@pytest.mark.parametrize("options", [{}, {"stage0_background": True}, {"stage0_sigmoid": True},
+                                     {"checkpoint_features": True, "angle_head": "tensor", "tensor_image": True}])
 def test_chunked_recomputed_heads_give_the_losses_and_gradients_of_one_pass(options):
     batch = _batch(2)
     batch = {**batch, "image": batch["image"].double()}
-    ref_task = _task(0, scale_negatives=[0.5], **options).double()
+    ref_options = {k: v for k, v in options.items() if k != "checkpoint_features"}
+    ref_task = _task(0, scale_negatives=[0.5], **ref_options).double()
     chunk_task = _task(37, scale_negatives=[0.5], **options).double()  # a chunk size that splits bags and images
     chunk_task.load_state_dict(ref_task.state_dict())
     ref_l, ref_g = _losses_and_grads(ref_task, batch)
@@ -111,3 +114,9 @@ def test_one_step_under_bf16_autocast_is_finite():
     assert feats[0].dtype == torch.bfloat16 and x.dtype == torch.float32
     ref = m.roi_features([f.float() for f in feats], boxes, bidx, tuple(batch["image"].shape[-2:]))
     torch.testing.assert_close(x, ref, rtol=0, atol=0)
+
+
+def test_recomputed_feature_maps_keep_less():
+    batch = _batch(2)
+    kept = {flag: _saved_bytes(_task(256, checkpoint_features=flag), batch) for flag in (False, True)}
+    assert kept[True] < 0.5 * kept[False], kept
