@@ -30,7 +30,6 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
 from visionkit.datamodules.base import collate_dict

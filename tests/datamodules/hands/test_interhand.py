@@ -105,3 +105,100 @@ def test_datamodule_and_clear_errors(interhand_root, tmp_path):
     bad.write_text('{"0": {"20631": {"world_coord": [[1, 2, 3]]\n,}}}')
     with pytest.raises(DataError, match=r"InterHand2.6M_val_joint_3d.json:2"):
         InterHandDataset(root, "val")
+
+
+def _edit(root, kind, fn):
+    path = root / "annotations" / "val" / f"InterHand2.6M_val_{kind}.json"
+    obj = json.loads(path.read_text())
+    fn(obj)
+    path.write_text(json.dumps(obj))
+
+
+def _drop(key):
+    return lambda obj: obj["annotations"][0].pop(key)
+
+
+def _set_world(obj):
+    obj["0"]["20631"]["world_coord"][3][1] = float("nan")
+
+
+_BROKEN = [
+    # (file, edit, error class, message)
+    ("data", _drop("id"), DataError, r"InterHand2.6M_val_data.json: annotations\[0\] \(id None\): missing 'id'"),
+    ("data", _drop("hand_type"), DataError, r"annotations\[0\] \(id 0\): missing 'hand_type'"),
+    ("data", lambda o: o["images"][0].pop("capture"), DataError, r"images\[0\] \(id 0\): missing 'capture'"),
+    ("MANO_NeuralAnnot", lambda o: o["0"]["20631"]["right"].pop("pose"), DataError,
+     r"InterHand2.6M_val_MANO_NeuralAnnot.json: capture 0 frame 20631 right: missing 'pose'"),
+    ("MANO_NeuralAnnot", lambda o: o["0"]["20631"]["left"]["shape"].pop(), DataError,
+     r"capture 0 frame 20631 left: 'shape' has 9 values \(finite: True\), expected 10 finite"),
+    ("joint_3d", _set_world, DataError,
+     r"InterHand2.6M_val_joint_3d.json: capture 0 frame 20631: non-finite world_coord at joints \[3\]"),
+    ("data", lambda o: [a.update(hand_type="right") for a in o["annotations"]], DataError,
+     r"no samples left in split 'val': 2 annotations, 0 interacting, none with both MANO fits"),
+]
+
+
+@pytest.mark.parametrize(("kind", "edit", "error", "message"), _BROKEN,
+                         ids=["no-id", "no-hand_type", "no-capture", "no-pose", "short-shape", "nan-world",
+                              "none-left"])
+def test_malformed_records_raise_one_line(interhand_root, kind, edit, error, message):
+    root = interhand_root[0]
+    _edit(root, kind, edit)
+    with pytest.raises(error, match=message) as e:
+        InterHandDataset(root, "val")
+    assert "\n" not in str(e.value)
+
+
+def test_missing_mano_json_is_an_error_only_when_fits_are_needed(interhand_root):
+    root = interhand_root[0]
+    (root / "annotations" / "val" / "InterHand2.6M_val_MANO_NeuralAnnot.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"MANO_NeuralAnnot.json does not exist; interacting_only"):
+        InterHandDataset(root, "val")
+    ds = InterHandDataset(root, "val", image_size=32, interacting_only=False)
+    assert len(ds) == 2 and not ds.mano_valid.any()
+
+
+def _write_frames(root, n):
+    """``n`` interacting frames (4 cameras) in the official JSON files, no images."""
+    rng = np.random.default_rng(0)
+    images, anns, joints, mano = [], [], {"0": {}}, {"0": {}}
+    for k in range(n):
+        frame, cam = str(1000 + k // 4), str(400000 + k % 4)
+        images.append({"id": k, "file_name": f"Capture0/seq/cam{cam}/image{frame}.jpg", "capture": 0, "camera": cam,
+                       "frame_idx": int(frame)})
+        anns.append({"id": k, "image_id": k, "joint_valid": [[1]] * 42, "hand_type": "interacting"})
+        joints["0"][frame] = {"world_coord": rng.normal(500, 50, (42, 3)).tolist()}
+        fit = {"pose": rng.normal(size=48).tolist(), "shape": rng.normal(size=10).tolist(), "trans": [0, 0, 0]}
+        mano["0"][frame] = {"right": fit, "left": fit}
+    cams = {"0": {key: {str(400000 + c): val for c in range(4)} for key, val in
+                  (("campos", [0, 0, -1000.0]), ("camrot", np.eye(3).tolist()), ("focal", [1200.0, 1200.0]),
+                   ("princpt", [167.0, 256.0]))}}
+    folder = root / "annotations" / "train"
+    folder.mkdir(parents=True)
+    for kind, obj in (("data", {"images": images, "annotations": anns}), ("camera", cams), ("joint_3d", joints),
+                      ("MANO_NeuralAnnot", mano)):
+        (folder / f"InterHand2.6M_train_{kind}.json").write_text(json.dumps(obj))
+
+
+def test_annotations_are_compact_arrays(tmp_path):
+    """One array per field (no per-sample Python objects): the kept annotation bytes grow by a fixed amount per
+    sample, measured with tracemalloc on 8 and 40 frames written in the official format."""
+    import gc
+    import tracemalloc
+
+    kept = {}
+    for n in (8, 40):
+        _write_frames(tmp_path / str(n), n)
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        ds = InterHandDataset(tmp_path / str(n), "train")
+        gc.collect()
+        kept[n] = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        assert len(ds) == n
+        assert all(isinstance(getattr(ds, k), np.ndarray) for k in ("world", "joint_valid", "mano_pose", "file"))
+        assert ds.annotation_bytes() <= kept[n]
+    per_sample = (kept[40] - kept[8]) / 32
+    # world 504 + valid 42 + camera 4 + type 1 + MANO 488 + validity 2 + file name ~40 bytes
+    assert per_sample < 1200, per_sample
