@@ -177,11 +177,9 @@ def test_one_command_predict_equals_split_predict_merge(images, explicit, tmp_pa
     assert (out / "images" / "big.png").exists()
 
 
-def test_cli_override_runs_the_large_image_predict(images, explicit, tmp_path):
-    """The documented override of a patch config: --data LargeImages + a DOTASubmissionWriter."""
+def _patch_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A patch config (DOTA datamodule) and a checkpoint of the test's model, as the CLI writes them."""
     from lightning.pytorch import Trainer
-
-    from visionkit.cli import main
 
     task = _task()
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_steps=0)
@@ -207,13 +205,45 @@ data:
   class_path: DOTA
   init_args: {{root: {tmp_path / 'no_patches'}, version: v1.0, img_size: null, batch_size: 2}}
 """)
+    return cfg, ckpt
+
+
+def _override(cfg: Path, ckpt: Path, root: Path, out: Path) -> list[str]:
+    return ["predict", "--config", str(cfg), "--ckpt_path", str(ckpt),
+            "--data", "LargeImages", f"--data.init_args.root={root}", f"--data.init_args.size={SIZE}",
+            f"--data.init_args.gap={GAP}", "--data.init_args.rates=[1.0, 0.5]",
+            "--trainer.callbacks+=visionkit.callbacks.obb.DOTASubmissionWriter",
+            f"--trainer.callbacks.output_dir={out}", "--trainer.callbacks.draw_images=0"]
+
+
+def test_cli_override_runs_the_large_image_predict(images, explicit, tmp_path):
+    """The documented override of a patch config: --data LargeImages + a DOTASubmissionWriter."""
+    from visionkit.cli import main
+
+    cfg, ckpt = _patch_config(tmp_path)
+    main(_override(cfg, ckpt, images / "images", tmp_path / "pred"))
+    _assert_same(_read_written(tmp_path / "pred"), explicit, poly_atol=0.006)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_process_ddp_predict_writes_every_image_once(images, explicit, tmp_path):
+    """2 gloo processes: each image predicted whole by one process, none repeated (3 images for 2 processes)."""
+    from conftest import run_visionkit
+
+    root = tmp_path / "three"
+    root.mkdir()
+    for name in ("big", "small"):
+        (root / f"{name}.png").write_bytes((images / "images" / f"{name}.png").read_bytes())
+    (root / "small2.png").write_bytes((images / "images" / "small.png").read_bytes())
+    cfg, ckpt = _patch_config(tmp_path)
     out = tmp_path / "pred"
-    main(["predict", "--config", str(cfg), "--ckpt_path", str(ckpt),
-          "--data", "LargeImages", f"--data.init_args.root={images / 'images'}", f"--data.init_args.size={SIZE}",
-          f"--data.init_args.gap={GAP}", "--data.init_args.rates=[1.0, 0.5]",
-          "--trainer.callbacks+=visionkit.callbacks.obb.DOTASubmissionWriter",
-          f"--trainer.callbacks.output_dir={out}", "--trainer.callbacks.draw_images=0"])
-    _assert_same(_read_written(out), explicit, poly_atol=0.006)
+    run_visionkit([*_override(cfg, ckpt, root, out), "--trainer.devices=2", "--trainer.strategy=ddp",
+                   "--data.init_args.batch_size=1"], cwd=tmp_path)
+    written = _read_written(out)
+    assert written.keys() == {"big", "small", "small2"}
+    ref = {**explicit, "small2": explicit["small"]}
+    _assert_same(written, ref, poly_atol=0.006)
 
 
 def test_large_images_serves_predict_only_and_checks_its_options(images):
