@@ -65,7 +65,9 @@ _NMS_MAX_ROWS = 256
 _NMS_ROUND_COST = 3000
 _NMS_GRAPH_COST = 10000
 # screening one pair with the enclosing-box bound, in the same unit
-_NMS_SCREEN_COST = 0.1
+_NMS_SCREEN_COST = 0.25
+# open boxes whose pairs are all screened at once when their number squared is at most this
+_NMS_SMALL = 1 << 16
 # a tile of the pairwise matrix is computed densely (broadcast) when at least 1 / _DENSE_SHARE of its pairs overlap
 _DENSE_SHARE = 2
 
@@ -268,37 +270,37 @@ def _intersection(a: Tensor, b: Tensor) -> Tensor:
     dv = dy * bc - dx * bs
     cd = ac * bc + as_ * bs  # cos, sin of theta_a - theta_b
     sd = as_ * bc - ac * bs
-    v1x, v1y = ahw * cd, ahw * sd
-    v2x, v2y = ahh * sd, ahh * cd  # v2 = (-v2x, v2y)
-    px, mx = du + v1x, du - v1x
-    py, my = dv + v1y, dv - v1y
-    # a's corners c+v1+v2, c+v1-v2, c-v1-v2, c-v1+v2 in b's frame: (4, K); edge e runs from corner e to e + 1
-    x = torch.stack([px - v2x, px + v2x, mx + v2x, mx - v2x])
-    y = torch.stack([py + v2y, py - v2y, my - v2y, my + v2y])
-    ex = torch.cat([x[1:], x[:1]]) - x
-    ey = torch.cat([y[1:], y[:1]]) - y
-    # signed distances (positive outside) to b's sides x = hw, x = -hw, y = hh, y = -hh: (4 sides, 4 edges, K)
-    s0 = torch.stack([x - bhw, -x - bhw, y - bhh, -y - bhh])  # at edge starts
-    s1 = torch.cat([s0[:, 1:], s0[:, :1]], 1)  # at edge ends
-    p0, p1 = s0.clamp_min(0), s1.clamp_min(0)
-    n0, n1 = p0 - s0, p1 - s1
+    p = torch.stack([du, dv])  # (2, K)
+    v1 = ahw * torch.stack([cd, sd])  # a's half width and half height axes in b's frame
+    v2 = ahh * torch.stack([-sd, cd])
+    pp, pm = p + v1, p - v1
+    # a's corners c+v1+v2, c+v1-v2, c-v1-v2, c-v1+v2 in b's frame: (x/y, 4, K); edge e runs from corner e to e + 1
+    c = torch.stack([pp + v2, pp - v2, pm - v2, pm + v2], 1)
+    e = torch.roll(c, -1, 1) - c
+    x, y = c
+    ex, ey = e
+    # signed distances (positive outside) to b's sides x = hw, y = hh, x = -hw, y = -hh: (4 sides, 4 edges, K)
+    half = torch.stack([bhw, bhh])[:, None]
+    s0 = torch.cat([c - half, -c - half])  # at edge starts
+    p0 = s0.clamp_min(0)
+    n0 = p0 - s0
+    p1, n1 = torch.roll(p0, -1, 1), torch.roll(n0, -1, 1)  # at edge ends
     # Liang-Barsky: the part of the edge inside a side is [t_in, t_out]; t_in = 0 when the start is inside,
     # the crossing when it enters, ~1 when both ends are outside; t_out symmetric.
     t_in = p0 / (p0 + n1 + tiny)
     t_out = 1 - p1 / (p1 + n0 + tiny)
     lo, hi = t_in.amax(0), t_out.amin(0)  # (4, K)
-    length = (hi - lo).clamp_min(0)
     # integral of y dx over the clipped edge = (x_hi - x_lo) * (y_lo + y_hi) / 2
-    area = (length * ex * (2 * y + (lo + hi) * ey)).sum(0) * 0.5
+    area = ((hi - lo).clamp_min(0) * ex * (2 * y + (lo + hi) * ey)).sum(0) * 0.5
     # b's top (y = hh, run in +x) and bottom (y = -hh, run in -x) sides inside a: from where a's boundary
     # leaves the side's half-plane to where it re-enters, clipped to [-hw, hw]
-    in0, in1 = s0[2:] <= 0, s1[2:] <= 0  # (2, 4, K)
+    in0 = s0[1::2] <= 0  # (2, 4, K)
+    in1 = torch.roll(in0, -1, 1)
     leave = (in0 & ~in1).to(x.dtype)
     enter = (in1 & ~in0).to(x.dtype)
-    x_leave = (leave * (x + t_out[2:] * ex)).sum(1)  # (2, K); 0 when a's boundary does not cross
-    x_enter = (enter * (x + t_in[2:] * ex)).sum(1)
-    x_leave = torch.maximum(torch.minimum(x_leave, bhw), -bhw)
-    x_enter = torch.maximum(torch.minimum(x_enter, bhw), -bhw)
+    x_leave = (leave * (x + t_out[1::2] * ex)).sum(1)  # (2, K); 0 when a's boundary does not cross
+    x_enter = (enter * (x + t_in[1::2] * ex)).sum(1)
+    x_leave, x_enter = torch.stack([x_leave, x_enter]).clamp(-bhw, bhw)
     area = area + bhh * ((x_enter[0] - x_leave[0]) + (x_leave[1] - x_enter[1]))
     return torch.minimum(area.clamp_min(0), torch.minimum(a[6], b[6]))
 
@@ -308,12 +310,13 @@ def _pair_values(tab: Tensor, i: Tensor, j: Tensor, mode: str) -> Tensor:
     out = []
     for start in range(0, i.shape[0], _PAIR_CHUNK):
         ii, jj = i[start:start + _PAIR_CHUNK], j[start:start + _PAIR_CHUNK]
-        a1, a2 = tab[6, ii], tab[6, jj]
+        area = tab[6]
+        a1, a2 = area.index_select(0, ii), area.index_select(0, jj)
         # clip in the frame of the smaller box: the intersection then has coordinates bounded by its size
         small_first = a1 <= a2
         ib = torch.where(small_first, ii, jj)
         ia = torch.where(small_first, jj, ii)
-        inter = _intersection(tab[:, ia], tab[:, ib])
+        inter = _intersection(tab.index_select(1, ia), tab.index_select(1, ib))  # (index_select: fast gathers)
         den = a1 if mode == "iof" else a1 + a2 - inter
         out.append(inter / den.clamp_min(torch.finfo(tab.dtype).tiny))
     return torch.cat(out) if out else tab.new_zeros(0)
@@ -531,36 +534,45 @@ def _suppression_edges(tab: Tensor, h: Tensor, iou_threshold: float, labels: Ten
     """Pairs ``(i, j)``, ``i < j`` (columns of the box table ``(8, N)``, enclosing boxes ``h (4, N)``), with IoU
     above the threshold."""
     i, j = _candidates(h, None, labels)
-    ok = _may_exceed(h[:, i], h[:, j], tab[6, i], tab[6, j], iou_threshold)
+    area = tab[6]
+    ok = _may_exceed(h.index_select(1, i), h.index_select(1, j), area.index_select(0, i), area.index_select(0, j),
+                     iou_threshold)
     i, j = i[ok], j[ok]
     iou = _pair_values(tab, i, j, "iou")
     sup = iou > iou_threshold
     return i[sup], j[sup]
 
 
-def _row_edges(tab: Tensor, h: Tensor, labels: Tensor | None, rest: Tensor, rows: int,
-               iou_threshold: float) -> tuple[Tensor, Tensor, int]:
-    """Suppression pairs between the first ``rows`` open boxes and every later open box.
+def _screen(tab: Tensor, h: Tensor, labels: Tensor | None, rest: Tensor, rows: int,
+            iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """Pairs (block box ``rest[r]``, later open box ``rest[c]``, ``r < c``, same label) that pass
+    :func:`_may_exceed`, as positions ``(r, c)`` in ``rest``.
 
     Args:
         tab, h: box table ``(8, N)`` and enclosing boxes ``(4, N)`` in score order.
         labels: ``(N,)`` or None.
-        rest: open boxes ``(M,)``, increasing.
-        rows: the block is ``rest[:rows]``.
-
-    Returns:
-        ``(r, c, candidates)``: positions in ``rest`` with ``r < rows``, ``r < c`` and IoU above the threshold,
-        and the number of pairs whose exact IoU was computed.
+        rest: open boxes ``(M,)``, increasing; the block is ``rest[:rows]``.
     """
-    blk = rest[:rows]
-    m = rest.shape[0]
-    mask = _may_exceed(h[:, blk, None], h[:, None, rest], tab[6, blk, None], tab[6, None, rest], iou_threshold)
-    mask &= torch.arange(m, device=rest.device)[None] > torch.arange(rows, device=rest.device)[:, None]
+    hr = h.index_select(1, rest)
+    hb = hr[:, :rows, None]
+    hr = hr[:, None]
+    mask = (hr[0] < hb[2]) & (hr[2] > hb[0]) & (hr[1] < hb[3]) & (hr[3] > hb[1])
+    mask = torch.triu(mask, diagonal=1)
     if labels is not None:
-        mask &= labels[blk, None] == labels[None, rest]
+        lab = labels.index_select(0, rest)
+        mask &= lab[:rows, None] == lab[None, :]
     r, c = mask.nonzero(as_tuple=True)
-    sup = _pair_values(tab, blk[r], rest[c], "iou") > iou_threshold
-    return r[sup], c[sup], r.shape[0]
+    i, j = rest.index_select(0, r), rest.index_select(0, c)
+    area = tab[6]
+    ok = _may_exceed(h.index_select(1, i), h.index_select(1, j), area.index_select(0, i), area.index_select(0, j),
+                     iou_threshold)
+    return torch.masked_select(r, ok), torch.masked_select(c, ok)
+
+
+def _row_edges(tab: Tensor, rest: Tensor, r: Tensor, c: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """The screened pairs ``(r, c)`` (positions in ``rest``) whose IoU is above the threshold."""
+    sup = _pair_values(tab, rest.index_select(0, r), rest.index_select(0, c), "iou") > iou_threshold
+    return torch.masked_select(r, sup), torch.masked_select(c, sup)
 
 
 def _greedy_nms(tab: Tensor, labels: Tensor | None, iou_threshold: float) -> Tensor:
@@ -586,12 +598,23 @@ def _greedy_nms(tab: Tensor, labels: Tensor | None, iou_threshold: float) -> Ten
         if m == 0:
             break
         rows = min(rows, m)
-        r, c, cand = _row_edges(tab, h, labels, rest, rows, iou_threshold)
+        if m * m <= _NMS_SMALL:  # few open boxes: screen them all, and take them in one block if that is cheap
+            r, c = _screen(tab, h, labels, rest, m, iou_threshold)
+            if r.shape[0] <= _NMS_ROUND_COST:
+                rows = m
+            else:
+                first = r < rows
+                r, c = r[first], c[first]
+        else:
+            r, c = _screen(tab, h, labels, rest, rows, iou_threshold)
+        cand = r.shape[0]
+        r, c = _row_edges(tab, rest, r, c, iou_threshold)
         inside = c < rows
-        keep_blk = _greedy(rows, r[inside], c[inside], dev)
+        keep_blk = _greedy(rows, torch.masked_select(r, inside), torch.masked_select(c, inside), dev)
         blk = rest[:rows]
-        kept[blk] = keep_blk
-        open_[rest[c[keep_blk[r] & ~inside]]] = False
+        kept.index_copy_(0, blk, keep_blk)
+        hit = torch.masked_select(c, keep_blk.index_select(0, r) & ~inside)
+        open_.index_fill_(0, rest.index_select(0, hit), False)
         if rows == m:
             break
         start = int(blk[-1]) + 1
@@ -614,9 +637,9 @@ def _greedy_nms(tab: Tensor, labels: Tensor | None, iou_threshold: float) -> Ten
         graph_cost = _NMS_GRAPH_COST + share * left * left / 2
         if graph_cost < greedy_cost:
             rest = torch.nonzero(open_[start:]).squeeze(1) + start
-            src, dst = _suppression_edges(tab[:, rest], h[:, rest], iou_threshold,
-                                          labels[rest] if labels is not None else None)
-            kept[rest] = _greedy(rest.shape[0], src, dst, dev)
+            src, dst = _suppression_edges(tab.index_select(1, rest), h.index_select(1, rest), iou_threshold,
+                                          labels.index_select(0, rest) if labels is not None else None)
+            kept.index_copy_(0, rest, _greedy(rest.shape[0], src, dst, dev))
             break
     return kept
 
@@ -631,18 +654,14 @@ def _greedy(n: int, src: Tensor, dst: Tensor, device: torch.device) -> Tensor:
     state = torch.zeros(n, dtype=torch.int8, device=device)  # 0 open, 1 kept, 2 suppressed
     while True:
         if src.numel() == 0:
-            state[state == 0] = 1
+            state.masked_fill_(state == 0, 1)
             break
-        ss = state[src]
-        hit = dst[ss == 1]
-        state[hit] = 2
-        ss = state[src]
+        state.index_fill_(0, torch.masked_select(dst, state.index_select(0, src) == 1), 2)
         blocked = torch.zeros(n, dtype=torch.bool, device=device)
-        blocked[dst[ss == 0]] = True
-        state[(state == 0) & ~blocked] = 1
-        ss, sd = state[src], state[dst]
-        live = (ss != 2) & (sd == 0)
-        src, dst = src[live], dst[live]
+        blocked.index_fill_(0, torch.masked_select(dst, state.index_select(0, src) == 0), True)
+        state.masked_fill_((state == 0) & ~blocked, 1)
+        live = (state.index_select(0, src) != 2) & (state.index_select(0, dst) == 0)
+        src, dst = torch.masked_select(src, live), torch.masked_select(dst, live)
         if not bool((state == 0).any()):
             break
     return state == 1
