@@ -9,6 +9,7 @@ two splits); a sample observes ``past_len`` frames ``frame_gap`` apart and predi
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +31,19 @@ def read_md17(path: str | Path, drop_hydrogens: bool = True) -> tuple[np.ndarray
     path = Path(path)
     try:
         z_file = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npz archive ({err})") from None
-    with z_file:
-        for key in ("R", "z"):
-            if key not in z_file.files:
-                raise DataError(f"{path}: missing array {key!r} (found {', '.join(z_file.files) or 'none'})")
-        R, z = z_file["R"], z_file["z"].reshape(-1)
-        n = R.shape[1] if R.ndim == 3 else -1
-        for key in ("E", "F"):
-            if key in z_file.files and z_file[key].shape[0] != R.shape[0]:
-                raise DataError(f"{path}: array {key!r} has {z_file[key].shape[0]} frames, 'R' has {R.shape[0]}")
+        with z_file:
+            for key in ("R", "z"):
+                if key not in z_file.files:
+                    raise DataError(f"{path}: missing array {key!r} (found {', '.join(z_file.files) or 'none'})")
+            R, z = z_file["R"], z_file["z"].reshape(-1)
+            n = R.shape[1] if R.ndim == 3 else -1
+            for key in ("E", "F"):
+                if key in z_file.files and z_file[key].shape[0] != R.shape[0]:
+                    raise DataError(f"{path}: array {key!r} has {z_file[key].shape[0]} frames, 'R' has {R.shape[0]}")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: not a readable .npz archive, truncated or damaged? ({err})") from None
     if R.ndim != 3 or R.shape[2] != 3:
         raise DataError(f"{path}: array 'R' must be (n_frames, n_atoms, 3), got {R.shape}")
     if z.shape[0] != n:

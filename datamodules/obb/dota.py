@@ -650,6 +650,12 @@ def _pair_folder(images: Path, labels: Path | None, key: str) -> list[tuple[Path
             if not ann.exists():
                 raise DatasetNotFoundError(f"{key}: no annotation file {ann} for image {img}")
         items.append((img, ann))
+    if labels is not None:  # an annotation without its image would be dropped without a word
+        stems = {img.stem for img, _ in items}
+        orphans = sorted(p for p in labels.glob("*.txt") if p.stem not in stems)
+        if orphans:
+            raise DataError(f"{key}: annotation file {orphans[0]} has no image {images / orphans[0].stem}.* "
+                            f"({len(orphans)} annotation files without an image)")
     return items
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from visionkit.datamodules.pointcloud.common import PointCloudDataModule, PointCloudDataset, normalize_unit_sphere
-from visionkit.datamodules.pointcloud.readers import read_h5_arrays, read_lines, read_table
+from visionkit.datamodules.pointcloud.readers import check_labels, read_h5_arrays, read_lines, read_table
 from visionkit.errors import DataError
 
 
@@ -47,8 +47,10 @@ def load_modelnet_txt(root: Path, split: str, num_points: int, num_classes: int 
     return (normalize_unit_sphere(np.stack(pts)), np.stack(nrm), np.asarray(lab), ids, names)
 
 
-def load_modelnet_h5(root: Path, split: str, num_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``ply_data_<split>*.h5`` files: points ``(S, num_points, 3)`` and labels ``(S,)``."""
+def load_modelnet_h5(root: Path, split: str, num_points: int, num_classes: int = 40
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``ply_data_<split>*.h5`` files: points ``(S, num_points, 3)`` and labels ``(S,)`` in ``0..num_classes-1``;
+    NaN/inf points or labels out of range raise ``DataError`` naming the file and record."""
     files = sorted(root.glob(f"ply_data_{split}*.h5"))
     if not files:
         raise DataError(f"{root}: no ply_data_{split}*.h5 files")
@@ -61,6 +63,7 @@ def load_modelnet_h5(root: Path, split: str, num_points: int) -> tuple[np.ndarra
                             f"{d['label'].shape}")
         if data.shape[1] < num_points:
             raise DataError(f"{f}: {data.shape[1]} points per cloud, {num_points} requested")
+        check_labels(label, num_classes, f)
         pts.append(data[:, :num_points])
         lab.append(label)
     return normalize_unit_sphere(np.concatenate(pts).astype(np.float64)), np.concatenate(lab).astype(np.int64)
@@ -88,7 +91,7 @@ class ModelNet40(PointCloudDataModule):
     def load(self, split: str) -> PointCloudDataset:
         root = self.check_path(self.root, "data.init_args.root")
         if self.format == "hdf5":
-            pts, lab = load_modelnet_h5(root, split, self.num_points)
+            pts, lab = load_modelnet_h5(root, split, self.num_points, self.num_classes)
             return PointCloudDataset(pts, lab)
         pts, nrm, lab, ids, _ = load_modelnet_txt(root, split, self.num_points, self.num_classes)
         return PointCloudDataset(pts, lab, normals=nrm, names=ids)

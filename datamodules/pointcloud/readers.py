@@ -61,11 +61,31 @@ def read_h5_arrays(path: str | Path, keys: Sequence[str]) -> dict[str, np.ndarra
             missing = [k for k in keys if k not in f]
             if missing:
                 raise DataError(f"{path}: missing dataset(s) {missing}; has {sorted(f.keys())}")
-            return {k: np.asarray(f[k]) for k in keys}
+            arrays = {k: np.asarray(f[k]) for k in keys}
     except DataError:
         raise
     except (OSError, KeyError, ValueError) as err:
         raise DataError(f"{path}: cannot read HDF5 ({err})") from None
+    for k, arr in arrays.items():
+        check_finite(arr, path, k)
+    return arrays
+
+
+def check_finite(arr: np.ndarray, path: str | Path, what: str = "values") -> None:
+    """Raise ``DataError`` naming ``path``, ``what`` and the first record (index along axis 0) with NaN or inf."""
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))
+        rec = f"record {bad[0][0]}" if arr.ndim > 0 else "scalar"
+        raise DataError(f"{path}: {what}: non-finite value in {rec} at index {tuple(int(i) for i in bad[0])} "
+                        f"({len(bad)} non-finite values)")
+
+
+def check_labels(labels: np.ndarray, num_classes: int, path: str | Path, what: str = "label") -> None:
+    """Raise ``DataError`` naming ``path`` and the first record whose label lies outside ``0..num_classes-1``."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise DataError(f"{path}: {what} of record {bad[0]} is {labels[bad[0]]}, outside 0..{num_classes - 1} "
+                        f"({len(bad)} records)")
 
 
 def resample(points: np.ndarray, n: int, seed: int) -> np.ndarray:

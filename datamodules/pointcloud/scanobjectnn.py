@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from visionkit.datamodules.pointcloud.common import PointCloudDataModule, PointCloudDataset, normalize_unit_sphere
-from visionkit.datamodules.pointcloud.readers import read_h5_arrays
+from visionkit.datamodules.pointcloud.readers import check_labels, read_h5_arrays
 from visionkit.errors import DataError
 
 
@@ -45,6 +45,5 @@ class ScanObjectNN(PointCloudDataModule):
             raise DataError(f"{path}: expected data (S, N, 3) and label (S,), got {data.shape} and {d['label'].shape}")
         if data.shape[1] < self.num_points:
             raise DataError(f"{path}: {data.shape[1]} points per cloud, {self.num_points} requested")
-        if label.min() < 0 or label.max() >= self.num_classes:
-            raise DataError(f"{path}: labels must lie in 0..{self.num_classes - 1}")
+        check_labels(label, self.num_classes, path)
         return PointCloudDataset(normalize_unit_sphere(data[:, : self.num_points, :3].astype("float64")), label)
