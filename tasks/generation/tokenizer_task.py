@@ -70,7 +70,9 @@ def load_tokenizer(path: str | Path, key: str = "model.init_args.tokenizer_ckpt"
     """Load the VQ-VAE of a ``TokenizerTask`` checkpoint, frozen and in eval mode."""
     p = Path(path)
     if not p.exists():
-        raise DatasetNotFoundError(f"{key}: tokenizer checkpoint {p} does not exist (train shapes_vqvae.yaml first)")
+        raise DatasetNotFoundError(
+            f"{key}: tokenizer checkpoint {p} does not exist: train a TokenizerTask on the same images first (the "
+            "shapes configs: python -m visionkit fit --config configs/generation/shapes_vqvae.yaml)")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
         hp = ckpt["hyper_parameters"]
