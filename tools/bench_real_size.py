@@ -22,6 +22,7 @@ fake folder (16x downsampling, the config's 256 px -> 16 x 16 codes).
 
     python tools/bench_real_size.py                     # all configs, 3 steps each
     python tools/bench_real_size.py --only obb/dota_v1.yaml motion/h36m.yaml --steps 4
+    python tools/bench_real_size.py --only generation/imagenet_nar.yaml --steps 2 --batch-size 4
 """
 
 from __future__ import annotations
@@ -167,10 +168,11 @@ def _bigmem(big: bool) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: float) -> dict:
+def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: float,
+               batch_size: int | None = None) -> dict:
     """Run ``steps`` training steps of one config in a subprocess; returns times and peak RSS."""
     write, big = WRITERS[name]
-    overrides = write(data_dir)
+    overrides = write(data_dir) + (_data(batch_size=batch_size) if batch_size else [])
     out = data_dir / "results" / name.replace("/", "__").replace(".yaml", ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
@@ -226,6 +228,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per config")
+    p.add_argument("--batch-size", type=int, default=None, help="override the configured batch size")
     a = p.parse_args()
     names = a.only or list(WRITERS)
     bad = [n for n in names if n not in WRITERS]
@@ -236,11 +239,12 @@ def main() -> None:
           "|---|---|---|---|---|", flush=True)
     results = []
     for name in names:
-        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout)
+        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size)
         results.append(r)
         import yaml
 
-        batch = yaml.safe_load((REPO / "configs" / name).read_text())["data"]["init_args"].get("batch_size")
+        batch = a.batch_size or yaml.safe_load((REPO / "configs" / name).read_text())["data"]["init_args"].get(
+            "batch_size")
         if r["ok"]:
             print(f"| {name} | {batch} | {r['first_step_cpu_s']} ({r['first_step_s']}) | {r['cpu_s_per_step']} "
                   f"({r['s_per_step']}) | {r['peak_rss_gb']} |", flush=True)
