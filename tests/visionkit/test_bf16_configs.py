@@ -1,8 +1,8 @@
 """``--trainer.precision bf16-mixed`` (CPU autocast) runs a training step of every family's synthetic config.
 
 In-process ``fast_dev_run`` (one training and one validation batch) on few samples. Forward hooks on the
-linear and convolution layers check that autocast really ran them in bfloat16; the step must end with finite
-losses and finite weights.
+linear and convolution layers check that autocast really ran them in bfloat16 (EqMotion, whose features are
+coordinates, must run all of them in float32); the step must end with finite losses and finite weights.
 """
 
 from __future__ import annotations
@@ -36,15 +36,10 @@ CONFIGS = {
     "generation/shapes_vqvae.yaml": data(num_train=24, num_val=12, num_test=12, batch_size=8),
     "hands/synthetic.yaml": data(num_train=4, num_val=2, num_test=2, batch_size=2),
 }
-XFAIL: dict[str, str] = {}
+FLOAT32_MODELS = {"motion/particles.yaml"}  # EqMotion: float32 inside autocast (visionkit.ops.precision)
 
 
-def _params():
-    return [pytest.param(name, marks=[pytest.mark.xfail(strict=False, reason=XFAIL[name])] if name in XFAIL else [])
-            for name in CONFIGS]
-
-
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", list(CONFIGS))
 def test_bf16_mixed_training_step(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     import_builtins()
@@ -67,7 +62,10 @@ def test_bf16_mixed_training_step(name, tmp_path, monkeypatch):
     for h in hooks:
         h.remove()
     assert trainer.state.finished and trainer.global_step == 1
-    assert torch.bfloat16 in seen, f"no layer ran in bfloat16: {seen}"
+    if name in FLOAT32_MODELS:
+        assert seen == {torch.float32}, seen
+    else:
+        assert torch.bfloat16 in seen, f"no layer ran in bfloat16: {seen}"
     assert losses and all(math.isfinite(v) for v in losses), losses
     assert all(torch.isfinite(p).all() for p in task.parameters())
     assert all(p.dtype == torch.float32 for p in task.parameters())  # mixed precision keeps float32 weights
