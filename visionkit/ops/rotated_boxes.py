@@ -61,7 +61,7 @@ _BLOCK = 128
 # NMS: open boxes in the first block of rows, most rows per block, fixed cost of a round and of building a
 # suppression graph, in units of one exact pair IoU (measured on CPU, one thread)
 _NMS_FIRST_ROWS = 4
-_NMS_MAX_ROWS = 256
+_NMS_MAX_ROWS = 64
 _NMS_ROUND_COST = 3000
 _NMS_GRAPH_COST = 10000
 # screening one pair with the enclosing-box bound, in the same unit
@@ -479,13 +479,13 @@ def _box_iou(boxes1: Tensor, boxes2: Tensor, mode: str, aligned: bool) -> Tensor
             flat.append(i * m + j)
             vals.append(v)
         else:
-            flat_out[i * m + j] = v
+            flat_out.index_copy_(0, i * m + j, v)
         pend_i, pend_j, pending = [], [], 0
 
     for rows, cols, mask in _candidate_blocks(h1, h2):
         count = int(mask.sum())
         if count * _DENSE_SHARE >= mask.numel():  # mostly overlapping: one broadcast block, no gather
-            v = _grid_values(t1[:, rows], t2[:, cols], mode) * mask
+            v = _grid_values(t1.index_select(1, rows), t2.index_select(1, cols), mode) * mask
             if grad:
                 flat.append((rows[:, None] * m + cols[None, :]).reshape(-1))
                 vals.append(v.reshape(-1))
@@ -493,8 +493,8 @@ def _box_iou(boxes1: Tensor, boxes2: Tensor, mode: str, aligned: bool) -> Tensor
                 out[rows[:, None], cols[None, :]] = v
             continue
         ii, jj = mask.nonzero(as_tuple=True)
-        pend_i.append(rows[ii])
-        pend_j.append(cols[jj])
+        pend_i.append(rows.index_select(0, ii))
+        pend_j.append(cols.index_select(0, jj))
         pending += count
         if pending >= _PAIR_CHUNK:
             flush()
