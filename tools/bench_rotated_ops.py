@@ -1,23 +1,44 @@
-"""Benchmark visionkit's rotated-box ops against shapely 2 and torchvision's compiled rotated IoU.
+"""Benchmark visionkit's rotated-box ops against torchvision's compiled rotated IoU (and shapely 2).
 
-Prints, for each torch thread count, the pairwise IoU of N x N random DOTA-like boxes (centres uniform in a
-1024 image, sides log-uniform in [8, 120] px, any angle, float32) and greedy NMS on K boxes, with ratios to the
-baselines measured in the same run:
+For each box layout, at each torch thread count, one process measures (best of ``--repeats``):
 
-- shapely 2: ``shapely.intersection`` / ``shapely.area`` on arrays of polygons (single-threaded; measured on a
-  block of rows and scaled to the full matrix);
-- torchvision: ``torchvision.ops.box_iou(..., fmt='cxcywhr')`` (its compiled ``box_iou_rotated``) through
-  :func:`visionkit.ops.rotated_boxes.obb_to_torchvision`, and a greedy NMS built on it (one IoU row per kept box).
+- pairwise IoU of two ``N x N`` sets: ours (:func:`~visionkit.ops.rotated_boxes.box_iou_rotated`) and
+  ``torchvision.ops.box_iou(..., fmt='cxcywhr')`` (its compiled ``box_iou_rotated``) through
+  :func:`~visionkit.ops.rotated_boxes.obb_to_torchvision`;
+- greedy NMS of ``N`` boxes with random scores: ours (:func:`~visionkit.ops.rotated_boxes.nms_rotated`) and a
+  greedy NMS on torchvision's op that computes one IoU row (against the open later boxes) per kept box, with a
+  check that the kept lists are identical.
 
-Usage: ``python tools/bench_rotated_ops.py [--n 2000] [--nms 10000] [--threads 1 2] [--out docs/benchmarks/obb_ops.md]``
+Layouts (float32, all seeded):
+
+- ``spread``: DOTA-like boxes, centres uniform in a 1024 image, sides log-uniform in [8, 120] px, any angle;
+- ``jitter``: ``N / 10`` such objects with 10 jittered candidates each (centre +- 5 % of the size, sides
+  +- 10 %, angle +- 0.05 rad);
+- ``dense``: one cluster, centres in a 20 px square, sides in [20, 70] px, any angle (every box overlaps every
+  other);
+- ``detector``: the raw candidates of a rotated FCOS (``configs/obb/synthetic.yaml``) trained for
+  ``--detector-steps`` steps, on ``--detector-images`` test images: the model's own top-k per level, class-aware
+  NMS at the model's threshold, per image (times summed over the images).
+
+Shapely 2 (single-threaded, ``shapely.intersection`` on arrays of polygons) is measured on ``--shapely-rows``
+rows of the spread layout and scaled to the full matrix; its float64 IoU is the accuracy reference on every
+layout (max |ours - shapely| and max |torchvision - shapely| on those rows).
+
+``--memory N`` instead measures the peak resident memory of one ``N x N`` dense-layout IoU (no gradient) in this
+process, above what it held before, next to the size of the result.
+
+Usage: ``python tools/bench_rotated_ops.py [--n 2000] [--threads 1 2] [--out docs/benchmarks/obb_ops.md]``
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
+import resource
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -25,10 +46,16 @@ import shapely
 import torch
 import torchvision
 
-from visionkit.ops.rotated_boxes import box_iou_rotated, nms_rotated, obb2corners, obb_to_torchvision
+from visionkit.ops.rotated_boxes import (
+    batched_nms_rotated,
+    box_iou_rotated,
+    obb2corners,
+    obb_to_torchvision,
+)
 
 
-def dota_like(n: int, seed: int) -> torch.Tensor:
+# ---------------------------------------------------------------------------------------------------- layouts
+def spread(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     c = torch.rand(n, 2, generator=g) * 1024
     wh = torch.exp(torch.rand(n, 2, generator=g) * math.log(120 / 8)) * 8
@@ -36,103 +63,202 @@ def dota_like(n: int, seed: int) -> torch.Tensor:
     return torch.cat([c, wh, t], 1)
 
 
-def best_of(fn, repeats: int) -> float:
+def jitter(n: int, seed: int, per: int = 10) -> torch.Tensor:
+    base = spread(-(-n // per), seed + 1000).repeat_interleave(per, 0)[:n]
+    d = torch.randn(n, 5, generator=torch.Generator().manual_seed(seed))
+    size = base[:, 2:4].mean(1, keepdim=True)
+    return base + torch.cat([0.05 * size * d[:, :2], 0.1 * base[:, 2:4] * d[:, 2:4], 0.05 * d[:, 4:]], 1)
+
+
+def dense(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([500 + torch.rand(n, 2, generator=g) * 20, torch.rand(n, 2, generator=g) * 50 + 20,
+                      torch.rand(n, 1, generator=g) * 4], 1)
+
+
+LAYOUTS = {"spread": spread, "jitter": jitter, "dense": dense}
+
+
+def detector_candidates(steps: int, images: int) -> tuple[list[tuple], str]:
+    """Raw NMS inputs ``(boxes, scores, labels, thr)`` per image of a briefly trained rotated FCOS."""
+    from visionkit.cli import main
+    from visionkit.tasks.obb import fcos
+
+    cfg = os.path.join(os.path.dirname(__file__), "..", "configs", "obb", "synthetic.yaml")
+    with tempfile.TemporaryDirectory() as root:
+        cli = main(["fit", "--config", cfg, f"--trainer.default_root_dir={root}", f"--trainer.max_steps={steps}",
+                    "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
+                    "--trainer.enable_checkpointing=false", "--trainer.logger=false"])
+    task, dm = cli.model.eval(), cli.datamodule
+    dm.setup("test")
+    captured: list[tuple] = []
+    orig = fcos.batched_nms_rotated
+
+    def record(boxes, scores, labels, thr):
+        captured.append((boxes.clone(), scores.clone(), labels.clone(), thr))
+        return orig(boxes, scores, labels, thr)
+
+    fcos.batched_nms_rotated = record
+    try:
+        with torch.no_grad():
+            for batch in dm.test_dataloader():
+                task(batch)
+                if len(captured) >= images:
+                    break
+    finally:
+        fcos.batched_nms_rotated = orig
+    if not captured:
+        raise SystemExit(f"the detector gave no candidates above its score threshold after {steps} steps; "
+                         "raise --detector-steps")
+    counts = [len(c[1]) for c in captured[:images]]
+    desc = (f"rotated FCOS (configs/obb/synthetic.yaml) after {steps} steps, {len(counts)} test images, "
+            f"{min(counts)}-{max(counts)} candidates per image (mean {np.mean(counts):.0f}), "
+            f"class-aware NMS at IoU > {captured[0][3]}")
+    return captured[:images], desc
+
+
+# ----------------------------------------------------------------------------------------------- baselines
+def best_of(repeats: int, fn, *args) -> float:
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(*args)
         best = min(best, time.perf_counter() - t0)
     return best
 
 
-def shapely_pairwise_time(b1: torch.Tensor, b2: torch.Tensor, rows: int) -> tuple[float, float]:
-    """Seconds for the full matrix (scaled from ``rows`` rows) and the max |ours - shapely| on those rows."""
-    p1 = shapely.polygons(obb2corners(b1[:rows].double()).numpy())
-    p2 = shapely.polygons(obb2corners(b2.double()).numpy())
-
-    def run():
-        inter = shapely.area(shapely.intersection(p1[:, None], p2[None, :]))
-        a1, a2 = shapely.area(p1)[:, None], shapely.area(p2)[None, :]
-        return inter / (a1 + a2 - inter)
-
-    t0 = time.perf_counter()
-    ref = run()
-    dt = time.perf_counter() - t0
-    err = float(np.abs(box_iou_rotated(b1[:rows], b2).numpy() - ref).max())
-    return dt * b1.shape[0] / rows, err
+def shapely_iou(b1: torch.Tensor, b2: torch.Tensor) -> np.ndarray:
+    p1 = shapely.polygons(obb2corners(b1.double()).numpy())[:, None]
+    p2 = shapely.polygons(obb2corners(b2.double()).numpy())[None, :]
+    inter = shapely.area(shapely.intersection(p1, p2))
+    return inter / (shapely.area(p1) + shapely.area(p2) - inter)
 
 
-def tv_greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> torch.Tensor:
-    """Greedy NMS on torchvision's compiled rotated IoU: one IoU row per kept box."""
-    tvb = obb_to_torchvision(boxes)
+def tv_greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float, labels: torch.Tensor | None = None):
+    """Greedy NMS on torchvision's compiled rotated IoU: one IoU row (against the open later boxes of the same
+    label) per kept box."""
     order = torch.sort(scores, descending=True, stable=True).indices
-    tvb = tvb[order]
+    tvb = obb_to_torchvision(boxes)[order]
+    lab = labels[order] if labels is not None else None
     alive = torch.ones(len(order), dtype=torch.bool)
     keep = []
     for i in range(len(order)):
         if not alive[i]:
             continue
         keep.append(i)
-        rest = torch.arange(i + 1, len(order))[alive[i + 1:]]
+        later = alive[i + 1:]
+        if lab is not None:
+            later = later & (lab[i + 1:] == lab[i])
+        rest = torch.nonzero(later).squeeze(1) + i + 1
         if rest.numel():
             iou = torchvision.ops.box_iou(tvb[i:i + 1], tvb[rest], fmt="cxcywhr")[0]
             alive[rest[iou > thr]] = False
     return order[torch.tensor(keep, dtype=torch.long)]
 
 
+def ours_nms(boxes, scores, thr, labels=None):
+    if labels is None:
+        labels = torch.zeros(len(scores), dtype=torch.long)
+    return batched_nms_rotated(boxes, scores, labels, thr)
+
+
+# --------------------------------------------------------------------------------------------------- memory
+def peak_memory(n: int) -> str:
+    b1, b2 = dense(n, 0), dense(n, 1)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux reports KB)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = box_iou_rotated(b1, b2)
+    dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res = out.numel() * out.element_size() / 2**20
+    return (f"dense IoU {n} x {n} ({torch.get_num_threads()} thread(s)): {dt:.1f} s; peak RSS grew by "
+            f"{after - before:.0f} MB for a {res:.0f} MB result, i.e. {after - before - res:.0f} MB of temporaries; "
+            f"{float((out > 0).float().mean()):.1%} of the pairs overlap")
+
+
+# ----------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=2000, help="boxes per side of the pairwise IoU")
-    ap.add_argument("--nms", type=int, default=10000, help="boxes for NMS")
-    ap.add_argument("--nms-thr", type=float, default=0.1)
+    ap.add_argument("--n", type=int, default=2000, help="boxes per side of the pairwise IoU, and boxes for NMS")
+    ap.add_argument("--nms-thr", type=float, default=0.5)
+    ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
+    ap.add_argument("--detector-steps", type=int, default=250, help="0 skips the detector-output NMS")
+    ap.add_argument("--detector-images", type=int, default=64)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--shapely-rows", type=int, default=200)
+    ap.add_argument("--shapely-rows", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=None, help="write a markdown table here")
+    ap.add_argument("--memory", type=int, default=0, help="only measure the peak memory of an N x N dense IoU")
+    ap.add_argument("--out", default=None, help="write the markdown table here (the notes below it are kept)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads[0])
+    if args.memory:
+        print(peak_memory(args.memory))
+        return
 
-    b1, b2 = dota_like(args.n, 0), dota_like(args.n, 1)
-    nb, ns = dota_like(args.nms, 2), torch.rand(args.nms, generator=torch.Generator().manual_seed(3))
-    tv1, tv2 = obb_to_torchvision(b1), obb_to_torchvision(b2)
-    pairs = args.n * args.n
-    ours_iou = box_iou_rotated(b1, b2)
-    tv_iou = torchvision.ops.box_iou(tv1, tv2, fmt="cxcywhr")
-    overlap = float((ours_iou > 0).float().mean())
-    tv_err = float((ours_iou - tv_iou).abs().max())
-    torch.set_num_threads(1)
-    t_shp, shp_err = shapely_pairwise_time(b1, b2, min(args.shapely_rows, args.n))
-    ours_keep = nms_rotated(nb, ns, args.nms_thr)
-    tv_keep = tv_greedy_nms(nb, ns, args.nms_thr)
-    same = ours_keep.tolist() == tv_keep.tolist()
+    n, thr = args.n, args.nms_thr
+    data = {name: (LAYOUTS[name](n, 0), LAYOUTS[name](n, 1)) for name in args.layouts}
+    scores = torch.rand(n, generator=torch.Generator().manual_seed(3))
+    header = [f"# torch {torch.__version__}, torchvision {torchvision.__version__}, shapely {shapely.__version__}, "
+              f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs"]
+    rows_acc = min(args.shapely_rows, n)
+    t_shp = None
+    for name, (b1, b2) in data.items():
+        ours = box_iou_rotated(b1, b2)
+        tv = torchvision.ops.box_iou(obb_to_torchvision(b1), obb_to_torchvision(b2), fmt="cxcywhr")
+        t0 = time.perf_counter()
+        ref = shapely_iou(b1[:rows_acc], b2)
+        if name == "spread":
+            t_shp = (time.perf_counter() - t0) * n / rows_acc
+        err_ours = float(np.abs(ours[:rows_acc].numpy() - ref).max())
+        err_tv = np.abs(tv[:rows_acc].numpy() - ref)
+        ours_keep, tv_keep = ours_nms(b1, scores, thr), tv_greedy_nms(b1, scores, thr)
+        header.append(f"# {name}: {float((ours > 0).float().mean()):.1%} of {n}x{n} pairs overlap; on {rows_acc} "
+                      f"rows vs shapely float64: max err ours {err_ours:.1e}, torchvision {float(err_tv.max()):.1e} "
+                      f"({int((err_tv > 1e-3).sum())} pairs off by > 1e-3); NMS iou > {thr}: keeps {len(ours_keep)}, "
+                      f"identical to torchvision-greedy: {ours_keep.tolist() == tv_keep.tolist()}")
+    det = []
+    if args.detector_steps > 0:
+        det, desc = detector_candidates(args.detector_steps, args.detector_images)
+        same = all(ours_nms(b, s, t, lab).tolist() == tv_greedy_nms(b, s, t, lab).tolist() for b, s, lab, t in det)
+        header.append(f"# detector: {desc}; identical kept lists on every image: {same}")
+    print("\n".join(header), flush=True)
 
-    lines = [
-        f"# torch {torch.__version__}, torchvision {torchvision.__version__}, shapely {shapely.__version__}, "
-        f"python {platform.python_version()}, {platform.processor() or platform.machine()}",
-        f"# pairwise IoU: {args.n} x {args.n} = {pairs / 1e6:.1f}M pairs, {overlap:.2%} with IoU > 0; "
-        f"max |ours - shapely| = {shp_err:.1e} (float32 inputs), max |ours - torchvision| = {tv_err:.1e}",
-        f"# NMS: {args.nms} boxes, iou > {args.nms_thr}: ours keeps {len(ours_keep)}, torchvision-greedy keeps "
-        f"{len(tv_keep)}, identical kept lists: {same}",
-        "",
-        "| threads | op | ours (s) | shapely 2 (s) | torchvision (s) | shapely / ours | torchvision / ours |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    table = ["| threads | layout | IoU ours (s) | IoU torchvision (s) | IoU torchvision / ours | NMS ours (s) | "
+             "NMS torchvision-greedy (s) | NMS torchvision / ours |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    print("\n".join(table), flush=True)
     for th in args.threads:
         torch.set_num_threads(th)
-        t_ours = best_of(lambda: box_iou_rotated(b1, b2), args.repeats)
-        t_tv = best_of(lambda: torchvision.ops.box_iou(tv1, tv2, fmt="cxcywhr"), args.repeats)
-        lines.append(f"| {th} | IoU {args.n}x{args.n} | {t_ours:.4f} | {t_shp:.3f} (1 thread) | {t_tv:.4f} | "
-                     f"{t_shp / t_ours:.1f}x | {t_tv / t_ours:.1f}x |")
-        n_ours = best_of(lambda: nms_rotated(nb, ns, args.nms_thr), args.repeats)
-        n_tv = best_of(lambda: tv_greedy_nms(nb, ns, args.nms_thr), 1)
-        lines.append(f"| {th} | NMS {args.nms} | {n_ours:.4f} | - | {n_tv:.4f} | - | {n_tv / n_ours:.1f}x |")
-        print("\n".join(lines[-2:]) if th != args.threads[0] else "\n".join(lines), flush=True)
+        for name, (b1, b2) in data.items():
+            tv1, tv2 = obb_to_torchvision(b1), obb_to_torchvision(b2)
+            i_ours = best_of(args.repeats, box_iou_rotated, b1, b2)
+            i_tv = best_of(args.repeats, torchvision.ops.box_iou, tv1, tv2, "cxcywhr")
+            n_ours = best_of(args.repeats, ours_nms, b1, scores, thr)
+            n_tv = best_of(args.repeats, tv_greedy_nms, b1, scores, thr)
+            table.append(f"| {th} | {name} | {i_ours:.4f} | {i_tv:.4f} | {i_tv / i_ours:.1f}x | {n_ours:.4f} | "
+                         f"{n_tv:.4f} | {n_tv / n_ours:.1f}x |")
+            print(table[-1], flush=True)
+        if det:
+            n_ours = best_of(args.repeats, lambda: [ours_nms(b, s, t, lab) for b, s, lab, t in det])
+            n_tv = best_of(args.repeats, lambda: [tv_greedy_nms(b, s, t, lab) for b, s, lab, t in det])
+            table.append(f"| {th} | detector output | - | - | - | {n_ours:.4f} | {n_tv:.4f} | {n_tv / n_ours:.1f}x |")
+            print(table[-1], flush=True)
+    if t_shp is not None:
+        table.append("")
+        table.append(f"Shapely 2 on the spread layout (1 thread, scaled from {rows_acc} rows): IoU {n}x{n} "
+                     f"{t_shp:.2f} s.")
     cmd = "python tools/bench_rotated_ops.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.out:
+        notes = ""
+        if os.path.exists(args.out):
+            text = open(args.out).read()
+            k = text.find("\n## Notes")
+            notes = text[k:] if k >= 0 else ""
         with open(args.out, "w") as f:
             f.write("# Rotated-box ops benchmark\n\n")
             f.write(f"Command: `{cmd.strip()}` (2-core CPU shared with other jobs; compare ratios within one run).\n\n")
-            f.write("Shapely is single-threaded and measured on a block of rows, scaled to the full matrix.\n\n")
-            f.write("```\n" + "\n".join(lines[:3]) + "\n```\n\n" + "\n".join(lines[4:]) + "\n")
+            f.write("```\n" + "\n".join(header) + "\n```\n\n" + "\n".join(table) + "\n" + notes)
 
 
 if __name__ == "__main__":
