@@ -12,6 +12,11 @@ Each refinement iteration then
    these maps with the visual map (the fused map feeds the next iteration at a finer stride),
 5. regresses the hand parameters again from the joint features and the detached previous estimate.
 
+Per-joint 2D evidence (``keypoint_stride``): a heatmap head on one pyramid map gives 42 joint heatmaps and, by
+soft-argmax, 2D keypoints. They enter (detached) the initial estimate, which then lifts the 2D skeleton of each
+hand to its articulation, and every refinement iteration, whose joint tokens and regression head see where the
+evidence lies relative to the current projection (``keypoint - uv``), so an iteration can correct single fingers.
+
 Parameters per hand (64 numbers): root rotation (6D), pose (45, hand-layer axis-angle), shape (10), weak
 perspective camera (3: log-scale, tx, ty in normalised image coordinates), plus the right-to-left root offset
 (3, mm) for the pair. Weak perspective: ``uv = s · xy / 100 + t`` with ``xy`` root-relative in mm and ``uv``
@@ -48,6 +53,16 @@ def _tree_adjacency() -> Tensor:
 
 def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(cin, hidden), nn.GELU(), nn.Linear(hidden, cout))
+
+
+def soft_argmax(logits: Tensor) -> Tensor:
+    """Expected position of each heatmap, ``(B, N, h, w)`` logits -> ``(B, N, 2)`` normalised ``[-1, 1]``
+    coordinates (pixel centres at ``(2 i + 1) / w - 1``, the ``grid_sample(align_corners=False)`` convention)."""
+    B, N, h, w = logits.shape
+    prob = logits.flatten(2).softmax(-1).reshape(B, N, h, w)
+    xs = (2 * torch.arange(w, device=logits.device, dtype=logits.dtype) + 1) / w - 1
+    ys = (2 * torch.arange(h, device=logits.device, dtype=logits.dtype) + 1) / h - 1
+    return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], -1)
 
 
 def _init_head(head: nn.Sequential, n_hands: int) -> None:
@@ -106,11 +121,11 @@ class RefineBlock(nn.Module):
     """One decoupled refinement iteration (see the module docstring)."""
 
     def __init__(self, dim: int, heads: int, bone_channels: int, splat_radius: float, hidden: int,
-                 patch: int = 3) -> None:
+                 patch: int = 3, keypoints: bool = False) -> None:
         super().__init__()
-        self.splat_radius, self.patch = splat_radius, patch
+        self.splat_radius, self.patch, self.keypoints = splat_radius, patch, keypoints
         self.sample_proj = nn.Linear(patch * patch * dim, dim)
-        self.geom = nn.Linear(5, dim)
+        self.geom = nn.Linear(7 if keypoints else 5, dim)
         self.joint_embed = nn.Parameter(torch.randn(42, dim) * 0.02)
         self.gcn = GraphConv(dim)
         self.transformer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
@@ -118,21 +133,22 @@ class RefineBlock(nn.Module):
         self.bone_feat = nn.Linear(dim, bone_channels)
         self.fuse = nn.Sequential(nn.Conv2d(dim + 40 * bone_channels, dim, 1), nn.GroupNorm(8, dim),
                                   nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1))
-        self.head = _mlp(21 * 2 * dim + NUM_PARAMS, hidden, NUM_PARAMS)
+        self.head = _mlp(21 * 2 * dim + NUM_PARAMS + (42 if keypoints else 0), hidden, NUM_PARAMS)
         self.offset_head = _mlp(2 * dim + 3, hidden // 2, 3)
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
         nn.init.zeros_(self.offset_head[-1].weight)
         nn.init.zeros_(self.offset_head[-1].bias)
 
-    def forward(self, fmap: Tensor, params: Tensor, offset: Tensor, rel: Tensor, uv: Tensor
-                ) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, fmap: Tensor, params: Tensor, offset: Tensor, rel: Tensor, uv: Tensor,
+                keypoints: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Refine the estimate.
 
         Args:
             fmap: ``(B, D, h, w)`` visual map.
             params: ``(B, 2, 64)`` previous hand parameters; offset ``(B, 3)`` previous right-to-left offset.
             rel: ``(B, 42, 3)`` previous root-relative joints (mm); uv ``(B, 42, 2)`` their normalised 2D.
+            keypoints: ``(B, 42, 2)`` normalised 2D joint evidence (required if built with ``keypoints``).
 
         Returns:
             new ``params``, new ``offset`` and the fused map ``(B, D, h, w)``.
@@ -147,7 +163,13 @@ class RefineBlock(nn.Module):
         grid = uv[:, :, None] + offs  # (B, 42, P, 2)
         sampled = F.grid_sample(fmap, grid, align_corners=False)  # (B, D, 42, P)
         sampled = self.sample_proj(sampled.permute(0, 2, 3, 1).reshape(B, 42, -1))
-        x = sampled + self.geom(torch.cat([rel / 100, uv], -1)) + self.joint_embed
+        geom = [rel / 100, uv]
+        if self.keypoints:
+            if keypoints is None:
+                raise ValueError("RefineBlock built with keypoints=True needs the keypoints (B, 42, 2)")
+            evidence = 4 * (keypoints.detach() - uv)  # (B, 42, 2): where the 2D evidence lies, ~1 per 16 px
+            geom.append(evidence)
+        x = sampled + self.geom(torch.cat(geom, -1)) + self.joint_embed
         x = self.gcn(x.reshape(B, 2, 21, D)).reshape(B, 42, D)  # intra-hand
         x = self.transformer(x)  # inter-hand
         child = torch.tensor([a for a, _ in BONES], device=x.device)
@@ -157,8 +179,10 @@ class RefineBlock(nn.Module):
         splat = bone_splat(uv, bones, h, w, self.splat_radius)
         fused = fmap + self.fuse(torch.cat([fmap, splat], 1))
         resampled = F.grid_sample(fused, uv[:, :, None], align_corners=False).squeeze(-1).transpose(1, 2)
-        j = torch.cat([x, resampled], -1).reshape(B, 2, 21 * 2 * D)
-        params = params + self.head(torch.cat([j, params], -1))
+        j = [torch.cat([x, resampled], -1).reshape(B, 2, 21 * 2 * D), params]
+        if self.keypoints:
+            j.append(evidence.reshape(B, 2, 42))
+        params = params + self.head(torch.cat(j, -1))
         pooled = torch.cat([x, resampled], -1).mean(1)
         offset = offset + 100 * self.offset_head(torch.cat([pooled, offset / 100], -1))
         return params, offset, fused
@@ -180,20 +204,24 @@ class DIRNet(nn.Module):
         splat_radius: bone reach in map pixels.
         hidden: width of the regression MLPs.
         patch: joint features are sampled on a ``patch x patch`` grid of map cells around each joint.
+        keypoint_stride: stride of the map that the 42 joint heatmaps are predicted on (None: no heatmaps);
+            their soft-argmax 2D keypoints feed the initial estimate and every iteration.
     """
 
     def __init__(self, hand_layers: Sequence[nn.Module], backbone: str = "simple_cnn",
                  backbone_kwargs: dict[str, Any] | None = None, dim: int = 64, num_iterations: int = 2,
                  refine_strides: Sequence[int] = (16, 8), heads: int = 4, bone_channels: int = 4,
-                 splat_radius: float = 1.5, hidden: int = 256, patch: int = 3) -> None:
+                 splat_radius: float = 1.5, hidden: int = 256, patch: int = 3,
+                 keypoint_stride: int | None = None) -> None:
         super().__init__()
         self.hand_layers = nn.ModuleList(hand_layers)
         self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
         strides = list(self.backbone.strides)
         self.refine_strides = [refine_strides[min(i, len(refine_strides) - 1)] for i in range(num_iterations)]
-        finest = min(self.refine_strides, default=32)
-        self.levels = sorted({32, *self.refine_strides, *[s for s in strides if finest <= s <= 32]},
-                             reverse=True)  # coarse to fine
+        self.keypoint_stride = keypoint_stride
+        used = [*self.refine_strides, *([keypoint_stride] if keypoint_stride else [])]
+        finest = min(used, default=32)
+        self.levels = sorted({32, *used, *[s for s in strides if finest <= s <= 32]}, reverse=True)  # coarse to fine
         missing = [s for s in self.levels if s not in strides]
         if missing:
             raise ValueError(f"model.init_args.backbone: {backbone!r} gives strides {strides}, "
@@ -203,13 +231,20 @@ class DIRNet(nn.Module):
                                       for s in self.levels})
         self.smooth = nn.ModuleDict({str(s): nn.Conv2d(dim, dim, 3, padding=1) for s in self.levels})
         self.attention = nn.Conv2d(dim, 2, 1)
-        self.init_head = nn.Sequential(nn.Linear(dim, NUM_PARAMS))
+        if keypoint_stride:
+            self.keypoint_head = nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True),
+                                               nn.Conv2d(dim, 42, 1))
+            # the initial estimate lifts each hand's 2D keypoints (wrist-relative, + the wrist) to its parameters
+            self.init_head = _mlp(dim + 42 + 2, hidden, NUM_PARAMS)
+        else:
+            self.init_head = nn.Sequential(nn.Linear(dim, NUM_PARAMS))
         _init_head(self.init_head, 1)
         self.init_offset = nn.Sequential(nn.Linear(2 * dim, 3))
         nn.init.zeros_(self.init_offset[-1].weight)
         with torch.no_grad():
             self.init_offset[-1].bias.copy_(torch.tensor([-1.0, 0.0, 0.0]))  # left hand ~100 mm to the left
-        self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden, patch)
+        self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden, patch,
+                                                keypoints=bool(keypoint_stride))
                                     for _ in range(num_iterations))
 
     def pyramid(self, image: Tensor) -> dict[int, Tensor]:
@@ -257,22 +292,34 @@ class DIRNet(nn.Module):
             image: ``(B, 3, H, W)`` in [0, 1].
 
         Returns:
-            one dict per estimate (initial first) as returned by :meth:`decode`.
+            one dict per estimate (initial first) as returned by :meth:`decode`; with ``keypoint_stride`` each
+            also holds ``heatmaps (B, 42, h, w)`` logits and ``keypoints (B, 42, 2)`` normalised 2D.
         """
         maps = self.pyramid(image)
         coarse = maps[32]
         attn = self.attention(coarse).flatten(2).softmax(-1)  # (B, 2, hw): one attention map per hand
         pooled = attn @ coarse.flatten(2).transpose(1, 2)  # (B, 2, D)
-        params = self.init_head(pooled)  # (B, 2, 64)
+        extra: dict[str, Tensor] = {}
+        keypoints = None
+        if self.keypoint_stride:
+            heatmaps = self.keypoint_head(maps[self.keypoint_stride])  # (B, 42, h, w)
+            keypoints = soft_argmax(heatmaps)
+            extra = {"heatmaps": heatmaps, "keypoints": keypoints}
+            kp = keypoints.detach().reshape(-1, 2, 21, 2)
+            wrist = kp[:, :, ROOT]
+            lifted = torch.cat([pooled, 2 * (kp - wrist[:, :, None]).flatten(2), wrist], -1)
+            params = self.init_head(lifted)
+        else:
+            params = self.init_head(pooled)  # (B, 2, 64)
         offset = 100 * self.init_offset(pooled.flatten(1))
-        outs = [self.decode(params, offset)]
+        outs = [{**self.decode(params, offset), **extra}]
         fused = None
         for block, s in zip(self.blocks, self.refine_strides):
             fmap = maps[s]
             if fused is not None:
                 fmap = fmap + F.interpolate(fused, size=fmap.shape[-2:], mode="bilinear", align_corners=False)
-            params, offset, fused = block(fmap, params, offset, outs[-1]["rel"], outs[-1]["uv"])
-            outs.append(self.decode(params, offset))
+            params, offset, fused = block(fmap, params, offset, outs[-1]["rel"], outs[-1]["uv"], keypoints)
+            outs.append({**self.decode(params, offset), **extra})
         return outs
 
 
@@ -306,4 +353,4 @@ def to_camera(rel: Tensor, uv: Tensor, offset: Tensor, params: Tensor, K: Tensor
     return joints3d, px
 
 
-__all__ = ["DIRNet", "GraphConv", "RefineBlock", "bone_splat", "root_relative", "to_camera"]
+__all__ = ["DIRNet", "GraphConv", "RefineBlock", "bone_splat", "root_relative", "soft_argmax", "to_camera"]

@@ -9,10 +9,10 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics import MetricCollection
 
-from visionkit.metrics.hands import MPJPE, MPVPE, MRRPE, PAMPJPE
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.hands.dir import DIRNet, to_camera
 from visionkit.tasks.hands.kinematics import BONES, ROOT, root_relative
+from visionkit.tasks.hands.metrics import MPJPE, MPVPE, MRRPE, PAMPJPE
 from visionkit.tasks.hands.procedural import ProceduralHandLayer
 
 _CHILD = [c for c, _ in BONES] + [c + 21 for c, _ in BONES]
@@ -42,10 +42,14 @@ class HandReconstructionTask(BaseTask):
         mano_dir: folder holding ``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl`` (``hand_model="mano"``).
         fix_left_shapedirs: apply the left-model ``shapedirs[:, 0, :] *= -1`` fix.
         backbone, backbone_kwargs, dim, num_iterations, refine_strides, heads, bone_channels, splat_radius,
-            hidden, patch: see :class:`~visionkit.tasks.hands.dir.DIRNet`.
+            hidden, patch, keypoint_stride: see :class:`~visionkit.tasks.hands.dir.DIRNet`.
         w_joints3d, w_joints2d, w_vertices, w_bones, w_offset: loss weights (Huber losses on root-relative
             joints in cm, 2D joints in units of 4 px, root-relative vertices in cm, bone lengths in cm and the
             right-to-left root offset in cm), each a weighted mean over the estimates.
+        w_keypoints: weight of the joint-heatmap loss (``keypoint_stride``): cross-entropy of each heatmap's
+            softmax against a Gaussian of ``keypoint_sigma`` map cells at the true 2D joint, plus a Huber loss
+            on the soft-argmax keypoints in units of 4 px; joints outside the image are left out.
+        keypoint_sigma: width of the heatmap targets in map cells.
         iteration_weights: weight of each estimate in that mean (initial estimate first, then every
             iteration; normalised to sum 1), equal weights if None. Weighing later iterations more makes the
             shared features serve the refinement, whose output is the prediction.
@@ -73,11 +77,14 @@ class HandReconstructionTask(BaseTask):
         splat_radius: float = 1.5,
         hidden: int = 256,
         patch: int = 3,
+        keypoint_stride: int | None = None,
         w_joints3d: float = 1.0,
         w_joints2d: float = 1.0,
         w_vertices: float = 1.0,
         w_bones: float = 1.0,
         w_offset: float = 0.5,
+        w_keypoints: float = 1.0,
+        keypoint_sigma: float = 1.0,
         iteration_weights: tuple[float, ...] | None = None,
         init_weights: str | None = None,
         freeze_initial: bool = False,
@@ -99,7 +106,7 @@ class HandReconstructionTask(BaseTask):
         self.model = DIRNet(layers, backbone=hp.backbone, backbone_kwargs=hp.backbone_kwargs, dim=hp.dim,
                             num_iterations=hp.num_iterations, refine_strides=hp.refine_strides, heads=hp.heads,
                             bone_channels=hp.bone_channels, splat_radius=hp.splat_radius, hidden=hp.hidden,
-                            patch=hp.patch)
+                            patch=hp.patch, keypoint_stride=hp.keypoint_stride)
         if hp.init_weights:
             from visionkit.io import load_torch  # tensors and plain values only: no code runs from the file
 
@@ -184,7 +191,7 @@ class HandReconstructionTask(BaseTask):
             raise ValueError(f"model.init_args.iteration_weights: expected {n} weights (initial estimate + "
                              f"{n - 1} iterations), got {len(weights)}")
         total = float(sum(weights))
-        terms = {"joints3d": 0.0, "joints2d": 0.0, "bones": 0.0, "offset": 0.0, "vertices": 0.0}
+        terms: dict[str, Any] = {"joints3d": 0.0, "joints2d": 0.0, "bones": 0.0, "offset": 0.0, "vertices": 0.0}
         for wk, out in zip(weights, outs):
             wk = wk / total
             terms["joints3d"] += wk * masked(F.huber_loss(out["rel"] / 10, gt_rel / 10, reduction="none").sum(-1),
@@ -200,11 +207,37 @@ class HandReconstructionTask(BaseTask):
                 tv, vv = verts
                 err = F.huber_loss(out["vertices"] / 10, tv / 10, reduction="none").sum(-1)  # (B, 2V)
                 terms["vertices"] += wk * masked(err, vv.repeat_interleave(err.shape[1] // 2, 1))
+        if "heatmaps" in outs[0]:
+            terms["keypoints"] = self.keypoint_loss(outs[0]["heatmaps"], outs[0]["keypoints"], gt_2d, valid, H, W)
         losses = {k: torch.as_tensor(v, dtype=image.dtype, device=image.device) for k, v in terms.items()}
         losses["loss"] = (hp.w_joints3d * losses["joints3d"] + hp.w_joints2d * losses["joints2d"]
                           + hp.w_bones * losses["bones"] + hp.w_offset * losses["offset"]
                           + hp.w_vertices * losses["vertices"])
+        if "keypoints" in losses:
+            losses["loss"] = losses["loss"] + hp.w_keypoints * losses["keypoints"]
         return losses
+
+    def keypoint_loss(self, heatmaps: Tensor, keypoints: Tensor, gt_2d: Tensor, valid: Tensor, H: int, W: int
+                      ) -> Tensor:
+        """Heatmap cross-entropy against Gaussian targets + soft-argmax Huber loss (see ``w_keypoints``).
+
+        Args:
+            heatmaps: ``(B, 42, h, w)`` logits; keypoints ``(B, 42, 2)`` normalised soft-argmax positions;
+            gt_2d: ``(B, 42, 2)`` true joints in image pixels; valid ``(B, 42)``; H, W: image size.
+        """
+        h, w = heatmaps.shape[-2:]
+        cell = gt_2d * gt_2d.new_tensor([w / W, h / H])  # (B, 42, 2) in map cells
+        inside = valid * ((cell >= 0) & (cell < cell.new_tensor([w, h]))).all(-1)
+        xs = torch.arange(w, device=cell.device, dtype=cell.dtype) + 0.5
+        ys = torch.arange(h, device=cell.device, dtype=cell.dtype) + 0.5
+        gx = torch.exp(-((xs - cell[..., :1]) ** 2) / (2 * self.hparams.keypoint_sigma**2))  # (B, 42, w)
+        gy = torch.exp(-((ys - cell[..., 1:]) ** 2) / (2 * self.hparams.keypoint_sigma**2))  # (B, 42, h)
+        target = (gy[..., :, None] * gx[..., None, :]).flatten(2)
+        target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+        ce = -(target * heatmaps.flatten(2).log_softmax(-1)).sum(-1)  # (B, 42)
+        px = (keypoints + 1) * keypoints.new_tensor([W, H]) / 2
+        coord = F.huber_loss(px / 4, gt_2d / 4, reduction="none").sum(-1)
+        return ((ce + coord) * inside).sum() / inside.sum().clamp_min(1)
 
     # ------------------------------------------------------------------ inference
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -27,13 +27,15 @@ def project(joints3d: Tensor, K: Tensor) -> Tensor:
     return uvw[..., :2] / uvw[..., 2:].clamp_min(1e-6)
 
 
-def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str]) -> bytes:
+def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str], reference: Tensor | None = None) -> bytes:
     """A grid of skeletons over images: one row per image, one column per joint set.
 
     Args:
         images: ``(N, 3, H, W)`` in [0, 1].
         columns: list of ``(N, 42, 2)`` pixel joints (InterHand order, right 0-20, left 21-41).
         titles: one title per column.
+        reference: optional ``(N, 42, 2)`` true joints, drawn thin in white under every column but the first, so
+            each estimate is seen against the truth.
 
     Returns:
         PNG bytes. Right-hand bones are drawn solid, left-hand bones dashed, coloured per finger.
@@ -51,6 +53,12 @@ def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str]) -> 
             ax = axes[i, k]
             ax.imshow(img)
             uv = columns[k][i].detach().float().cpu().numpy()
+            if reference is not None and k > 0:
+                ref = reference[i].detach().float().cpu().numpy()
+                for h in (0, 1):
+                    for j, p in _BONES:
+                        a, b = ref[21 * h + j], ref[21 * h + p]
+                        ax.plot([a[0], b[0]], [a[1], b[1]], "-", color="white", lw=2.4, alpha=0.6)
             for h, style in ((0, "-"), (1, "--")):
                 for j, p in _BONES:
                     a, b = uv[21 * h + j], uv[21 * h + p]
@@ -70,7 +78,8 @@ def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str]) -> 
 class HandSkeletonCallback(Callback):
     """After validation, draws the ground truth and every estimate (initial, then each refinement) of the
     first validation images, logs the picture to TensorBoard and saves it as PNG (on rank 0, without any
-    collective call, so it is safe under DDP).
+    collective call, so it is safe under DDP). After ``test`` it draws the first test images as ``test.png``;
+    every estimate is drawn over the true skeleton (thick white).
 
     Args:
         num_images: images drawn (rows).
@@ -116,7 +125,20 @@ class HandSkeletonCallback(Callback):
         K = batch["K"].to(preds["joints3d"])
         cols = [batch["joints2d"]] + [project(j, K) for j in preds["iterations"]]
         titles = ["ground truth", "initial"] + [f"iteration {k}" for k in range(1, len(preds["iterations"]))]
-        return draw_skeletons(batch["image"], cols, titles)
+        return draw_skeletons(batch["image"], cols, titles, reference=batch["joints2d"])
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx == 0 and dataloader_idx == 0:
+            self._batch = {k: v[: self.num_images] if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Draws the first test images as ``test.png`` (true skeletons under every estimate)."""
+        if self._batch is None or trainer.global_rank != 0:
+            return
+        png = self.render(pl_module, self._batch)
+        atomic_write_bytes(output_dir(trainer, "hand_skeletons", self.output_dir) / "test.png", png)
+        self._batch = None
 
 
 def write_obj(path: str | Path, vertices: Tensor, faces: Tensor) -> None:

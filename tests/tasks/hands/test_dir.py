@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from visionkit.tasks.hands.dir import DIRNet, bone_splat, to_camera
+from visionkit.tasks.hands.dir import DIRNet, bone_splat, soft_argmax, to_camera
 from visionkit.tasks.hands.kinematics import BONES
 from visionkit.tasks.hands.procedural import ProceduralHandLayer
 
@@ -74,3 +74,33 @@ def test_shapes_and_iterations():
     outs[-1]["rel"].sum().backward()
     assert net.init_head[0].weight.grad is None or net.init_head[0].weight.grad.abs().max() == 0
     assert net.blocks[-1].head[-1].weight.grad.abs().max() > 0
+
+
+def test_soft_argmax_matches_the_expectation_in_grid_sample_coordinates():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64) * 2
+    out = soft_argmax(logits)
+    p = logits.flatten(2).softmax(-1).reshape(2, 3, 5, 7).numpy()
+    xs, ys = (2 * np.arange(7) + 1) / 7 - 1, (2 * np.arange(5) + 1) / 5 - 1
+    np.testing.assert_allclose(out[..., 0].numpy(), (p * xs).sum((2, 3)), atol=1e-12)
+    np.testing.assert_allclose(out[..., 1].numpy(), (p * ys[:, None]).sum((2, 3)), atol=1e-12)
+    # a sharp peak at cell (i, j) sits where grid_sample reads that cell's centre
+    peak = torch.full((1, 1, 5, 7), -50.0, dtype=torch.float64)
+    peak[0, 0, 3, 2] = 50.0
+    uv = soft_argmax(peak)
+    value = torch.nn.functional.grid_sample(peak, uv[:, :, None], align_corners=False)
+    assert abs(value.item() - 50.0) < 1e-6
+
+
+def test_keypoints_enter_the_initial_estimate_and_the_iterations():
+    layers = [ProceduralHandLayer("right"), ProceduralHandLayer("left")]
+    net = DIRNet(layers, num_iterations=2, keypoint_stride=8, **TINY)
+    outs = net(torch.rand(2, 3, 64, 64))
+    assert outs[0]["heatmaps"].shape == (2, 42, 8, 8) and outs[0]["keypoints"].shape == (2, 42, 2)
+    assert torch.allclose(outs[0]["rel"], outs[-1]["rel"], atol=1e-5)  # untrained iterations repeat their input
+    # the keypoints reach the regression heads detached: a loss on the joints sends nothing to the heatmap head
+    net.zero_grad()
+    outs[-1]["rel"].sum().backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in net.keypoint_head.parameters())
+    # ... and the last iteration's head reads the evidence (its input grows by 42 offsets per hand)
+    assert net.blocks[-1].head[0].in_features == 21 * 2 * 16 + 64 + 42

@@ -109,6 +109,41 @@ def test_predict_writes_json_and_the_picture(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_test_run_draws_estimates_against_the_truth(tmp_path):
+    dm = SyntheticHands(num_train=4, num_val=4, num_test=4, image_size=64, focal=100.0, batch_size=2)
+    task = HandReconstructionTask(**TINY)
+    cb = HandSkeletonCallback(num_images=2, output_dir=str(tmp_path / "pics"))
+    trainer = Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      callbacks=[cb], enable_model_summary=False)
+    trainer.test(task, datamodule=dm, verbose=False)
+    png = (tmp_path / "pics" / "test.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    im = Image.open(tmp_path / "pics" / "test.png")
+    assert im.height > im.width / 4 * 2 * 0.8  # 2 rows of 4 panels (truth, initial, 2 iterations)
+
+
+def test_keypoint_heatmaps_are_supervised(batch):
+    """With ``keypoint_stride`` the loss has a heatmap term that is minimal when the heatmaps are the targets."""
+    task = HandReconstructionTask(keypoint_stride=8, **TINY)
+    losses = task.compute_losses(batch)
+    assert torch.isfinite(losses["keypoints"]) and losses["keypoints"] > 0
+    H, W = batch["image"].shape[-2:]
+    h, w = H // 8, W // 8
+    # heatmap logits peaked at the true joints' cells give a lower loss than flat ones
+    cell = (batch["joints2d"] * torch.tensor([w / W, h / H])).floor().long().clamp(0, h - 1)
+    peaked = torch.zeros(8, 42, h, w)
+    peaked[torch.arange(8)[:, None], torch.arange(42), cell[..., 1], cell[..., 0]] = 6.0
+    from visionkit.tasks.hands.dir import soft_argmax
+
+    flat = torch.zeros(8, 42, h, w)
+    valid = batch["joint_valid"]
+    good = task.keypoint_loss(peaked, soft_argmax(peaked), batch["joints2d"], valid, H, W)
+    bad = task.keypoint_loss(flat, soft_argmax(flat), batch["joints2d"], valid, H, W)
+    assert good < bad
+
+
 def _write_random_mano(path, seed):
     import pickle
 
