@@ -353,6 +353,9 @@ def _argv_value(argv: list[str], flag: str) -> str | None:
 def _type_name(text: str) -> str:
     """``<class 'int'>`` -> ``int``, ``<class 'NoneType'>`` -> ``None``."""
     name = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text.strip())
+    literal = re.fullmatch(r"(?:typing\.)?Literal\[(.*)\]", name)
+    if literal:
+        return f"one of {literal.group(1)}"
     return "None" if name == "NoneType" else name
 
 
@@ -386,7 +389,7 @@ def _condense_parser_error(text: str, config: str | None = None) -> str:
             bad = re.search(r"class_path '([^']+)'", text)
             where = f" (in {bad.group(1)})" if bad and "class_path" not in m.group(1) else ""
             return f"{prefix}{m.group(1)}{where}"
-    got = re.search(r"Expected a (<class '[^']+'>)\. Got value: ([^\n]*)", inner)
+    got = re.search(r"Expected an? (.+?)\. Got value: ([^\n]*)", inner)
     if got:
         return f"{prefix}expected {_type_name(got.group(1))}, got {got.group(2).strip()!r}"
     cls_problem = re.search(r"Problem with given class_path '([^']+)':\s*\n\s*([^\n]+)", text)
