@@ -68,6 +68,14 @@ def write_fake_dota(root: Path, num_images: int, size: int, num_points: int, see
         write_point_txt(base / "points" / f"P{i:04d}.txt", boxes[:, :2].numpy(), names)
 
 
+def _progress(what: str, t0: float, c0: float) -> None:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    print(f"    {what} done: {time.perf_counter() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU, "
+          f"peak RSS so far {peak:.2f} GB", flush=True)
+
+
 def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> dict[str, float]:
     """Training steps of the config's PointOBB model on ``root``; returns seconds per step and peak RSS (GB)."""
     import resource
@@ -96,11 +104,13 @@ def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> di
         torch.manual_seed(step)
         t, c = time.perf_counter(), time.process_time()
         losses = task.compute_losses(batch)
+        _progress(f"step {step}: forward", t, c)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         opt.step()
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
+        _progress(f"step {step}: backward + update", t, c)
         if not all(bool(torch.isfinite(v.detach())) for v in losses.values()):
             raise RuntimeError(f"non-finite losses at step {step}: {losses}")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
@@ -142,13 +152,19 @@ def steps_main(argv: list[str]) -> None:
                    "--threads", str(args.threads), "--child", tmp]
             if args.roi_chunk is not None:
                 cmd += ["--roi-chunk", str(args.roi_chunk)]
-            res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ,
-                                                                             "OMP_NUM_THREADS": str(args.threads)})
-            if res.returncode != 0:
-                err = res.stderr.strip().splitlines()
-                print(f"{n:>12} failed: {err[-1] if err else res.returncode}")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+            last = ""
+            for line in proc.stdout:  # progress lines as the steps go, then one JSON line
+                if line.startswith("{"):
+                    last = line
+                else:
+                    print(line.rstrip(), flush=True)
+            err = proc.stderr.read().strip().splitlines()
+            if proc.wait() != 0 or not last:
+                print(f"{n:>12} failed: {err[-1] if err else proc.returncode}")
                 continue
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r = json.loads(last)
             print(f"{n:>12} {r['s_per_step']:9.1f} {r['cpu_s_per_step']:11.1f} {r['first_step_s']:11.1f} "
                   f"{r['peak_gb']:12.2f}", flush=True)
 
