@@ -451,7 +451,7 @@ def main(args: list[str] | None = None) -> Any:
         if "DataLoader worker" not in str(err) or os.environ.get("VISIONKIT_TRACEBACK"):
             raise
         # an error inside a data-loader worker arrives with the worker's traceback in its message
-        _fail(f"data-loader worker: {_one_line(err)}")
+        _fail(f"data-loader worker: {type(err).__name__}: {_one_line(err)}")
 
 
 def _fail(message: str) -> None:

@@ -147,6 +147,8 @@ def test_non_finite_loss_stops_without_checkpoint(cwd, capsys):
         (["--model.init_args.optimizer", "lion"],
          "model.init_args.optimizer: expected one of 'adamw', 'adam', 'sgd', got 'lion'"),
         (["--model.init_args.dropout", "2"], "model (ToyRegressionTask): ValueError: dropout probability"),
+        (["--data", "MD17", "--data.init_args.molecule", "asprin"],
+         "data (MD17): ValueError: data.init_args.molecule: expected one of"),
         (["--model.init_args.hidden", "sixty"], "model.init_args.hidden: expected int, got 'sixty'"),
         (["--trainer.max_epochs", "x"], "trainer.max_epochs: expected int or None, got 'x'"),
         (["--model", "toy.NoTask"], "unknown class 'toy.NoTask'"),
@@ -205,3 +207,24 @@ def test_worker_error_is_reduced_to_its_line():
         next(iter(loader))
     assert "Traceback" in str(exc.value)  # the worker's traceback travels in the message
     assert _one_line(exc.value) == "/data/sample_0.txt:3: expected 9 fields, got 2"
+
+
+@pytest.mark.parametrize("error", ["data", "key"])
+def test_error_in_a_loader_worker_is_one_line(cwd, capsys, monkeypatch, error):
+    import toy
+
+    read = toy._ToyData.__getitem__
+
+    def damaged(self, i):
+        if i == 5:
+            if error == "data":
+                raise DataError("/data/train/sample_5.npz: array 'x' has 7 values, 8 expected")
+            return {}["x"]
+        return read(self, i)
+
+    monkeypatch.setattr(toy._ToyData, "__getitem__", damaged)  # the forked worker inherits the patch
+    a = write_config(cwd, "a")
+    err = one_error(["fit", "--config", a, "--data.init_args.num_workers", "1"], capsys)
+    expected = ("error: /data/train/sample_5.npz: array 'x' has 7 values, 8 expected" if error == "data"
+                else "error: data-loader worker: KeyError: 'x'")
+    assert err == expected, err
