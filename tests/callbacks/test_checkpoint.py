@@ -27,3 +27,20 @@ def test_last_checkpoint_follows_training_not_the_best(tmp_path):
     weights = trainer.lightning_module.state_dict()
     for k, v in last["state_dict"].items():
         torch.testing.assert_close(v, weights[k])
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from visionkit.errors import NonFiniteError
+
+    task = ToyRegressionTask()
+    ckpt = TaskCheckpoint(dirpath=tmp_path)
+    with torch.no_grad():
+        task.net[0].weight[2, 1] = float("nan")
+    trainer = SimpleNamespace(lightning_module=task, global_step=7)
+    with pytest.raises(NonFiniteError, match=r"step 7: not saving .*last.ckpt: non-finite values in net.0.weight"):
+        ckpt._save_checkpoint(trainer, str(tmp_path / "last.ckpt"))
+    assert not list(tmp_path.iterdir())
