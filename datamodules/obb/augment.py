@@ -72,7 +72,7 @@ def rotate_batch(batch: dict[str, Any], angles: Tensor, min_visible: float = 0.6
     a = angles[img_of]  # (N,)
 
     def turn_boxes(boxes: list[Tensor]) -> Tensor:
-        flat = torch.cat(boxes).to(dev).float() if n else torch.zeros(0, 5, device=dev)
+        flat = torch.cat(list(boxes)).to(dev).float() if n else torch.zeros(0, 5, device=dev)  # list or stacked
         xy = _rotate_xy(flat[:, :2], a, centre.expand(n, 2))
         return torch.cat([xy, flat[:, 2:4], wrap_le90(flat[:, 4:5] + a[:, None])], 1)
 
@@ -98,7 +98,7 @@ def rotate_batch(batch: dict[str, Any], angles: Tensor, min_visible: float = 0.6
     if "points" in batch:
         pcounts = [int(p.shape[0]) for p in batch["points"]]
         pimg = torch.repeat_interleave(torch.arange(B, device=dev), torch.tensor(pcounts, device=dev))
-        pts = torch.cat(batch["points"]).to(dev).float() if sum(pcounts) else torch.zeros(0, 2, device=dev)
+        pts = torch.cat(list(batch["points"])).to(dev).float() if sum(pcounts) else torch.zeros(0, 2, device=dev)
         pts = _rotate_xy(pts, angles[pimg], centre.expand(pts.shape[0], 2)).split(pcounts)
         if "point_labels" in batch:  # points of their own: drop those that left the image
             pin = [(p[:, 0] >= 0) & (p[:, 0] <= W) & (p[:, 1] >= 0) & (p[:, 1] <= H) for p in pts]

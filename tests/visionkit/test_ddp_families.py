@@ -48,7 +48,7 @@ FAMILIES = {
     "obb": Family(
         "obb/synthetic.yaml",
         model={"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [2, 3, 4], "norm": "group"},
-               "fpn_channels": 16, "head_convs": 1},
+               "fpn_channels": 16, "head_convs": 1, "warmup_steps": 0},
         data={"n_train": 8, "n_val": 4, "n_test": 4, "img_size": 64, "augment_flips": False},
         pictures="obb_vis", compare=("val_loss", "val_map50", "test_loss", "test_map50")),
     "pointobb": Family(
@@ -77,10 +77,10 @@ FAMILIES = {
         batch_size=5, pictures="samples"),
     "hands": Family(
         "hands/synthetic.yaml",
-        model={"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [1, 2, 3, 4]}, "dim": 16,
-               "hidden": 32, "bone_channels": 1},
+        model={"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [1, 2, 3, 4], "norm": "group"},
+               "dim": 16, "hidden": 32, "bone_channels": 1, "warmup_steps": 0},
         data={"num_train": 4, "num_val": 4, "num_test": 4, "image_size": 64, "focal": 100.0},
-        pictures="hand_skeletons"),
+        pictures="hand_skeletons", compare=("val_MPJPE", "val_PAMPJPE", "test_MPJPE", "test_PAMPJPE")),
 }
 
 
