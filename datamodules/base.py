@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from visionkit.errors import ConfigError, DatasetNotFoundError
+from visionkit.errors import ConfigError, DataError, DatasetNotFoundError
 from visionkit.seed import step_seed
 
 
@@ -111,6 +111,9 @@ class BaseDataModule(LightningDataModule):
     def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__} has no {split} dataset (setup() did not create one)")
+        if split != "val" and isinstance(dataset, Sized) and len(dataset) == 0:
+            # a reader that filtered out every record: say so instead of training or testing on nothing
+            raise DataError(f"data ({type(self).__name__}): the {split} split is empty (no records read)")
         workers, pin = self.loader_settings()
         sampler = None
         if shuffle:
