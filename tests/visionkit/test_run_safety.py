@@ -154,6 +154,7 @@ def test_non_finite_loss_stops_without_checkpoint(cwd, capsys):
         (["--model", "toy.NoTask"], "unknown class 'toy.NoTask'"),
         (["--model", "MotionPredictionTask", "--data", "SyntheticOBB"], "motion task but data SyntheticOBB is a obb"),
         (["--trainer.default_root_dir", "{cwd}/a.yaml/run"], "checkpoint folder"),
+        (["--data.init_args.n_train", "0"], "data (ToyRegressionData): the train split is empty"),
     ],
 )
 def test_bad_values_give_one_line(cwd, capsys, extra, expected):
