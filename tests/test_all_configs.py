@@ -2,8 +2,9 @@
 
 Synthetic configs run on their own data with fewer samples; real-dataset configs run on small fixture data
 written in the exact on-disk format by ``tools/fake_data.py`` (the data root overridden, small images). Every
-run is ``fit --trainer.fast_dev_run 1`` on the CPU, in this process. A config added to ``configs/`` without an
-entry in ``CASES`` fails ``test_every_config_is_covered``.
+run is ``fit --trainer.fast_dev_run 1`` on the CPU, in this process. A config added to ``configs/`` runs here
+by itself when its datamodule is a synthetic one of ``SMALL``; any other (a real dataset, an earlier step's
+output) needs an entry in ``CASES``, or ``test_every_config_is_covered`` fails.
 """
 
 from __future__ import annotations
@@ -161,47 +162,28 @@ def _imagenet(tmp: Path) -> list[str]:
     return (data(root=root, image_size=32) + _tokenizer_args(ckpt)
             + model(image_size="[32,32]", num_classes=3, dim=32, depth=1, heads=2))
 
+# configs that need fixture data or an earlier step's output (synthetic configs run as they are)
 CASES: dict[str, Case] = {
     # obb
-    "obb/synthetic.yaml": Case(),
-    "obb/synthetic_csl.yaml": Case(),
-    "obb/synthetic_plain.yaml": Case(),
-    "obb/synthetic_psc.yaml": Case(),
-    "obb/synthetic_ucr2.yaml": Case(),
-    "obb/synthetic_ucr3.yaml": Case(),
-    "obb/pointobb_synthetic.yaml": Case(),
     "obb/pointobb_synthetic_detector.yaml": Case(_pseudo_labels),
     "obb/dota_v1.yaml": Case(_dota),
     "obb/pointobb_dota_v1.yaml": Case(_dota),
     "obb/rsar.yaml": Case(_rsar),
     "obb/pointobb_dior_r.yaml": Case(_dior),
     # pointcloud
-    "pointcloud/synthetic_fa_pointnet_cls.yaml": Case(),
-    "pointcloud/synthetic_fa_pointnet_seg.yaml": Case(),
-    "pointcloud/synthetic_parot_cls.yaml": Case(),
-    "pointcloud/synthetic_pointnet_cls.yaml": Case(),
     "pointcloud/modelnet40_so3_so3.yaml": Case(_modelnet),
     "pointcloud/modelnet40_z_so3.yaml": Case(_modelnet),
     "pointcloud/scanobjectnn.yaml": Case(_scanobjectnn),
     "pointcloud/shapenetpart_z_so3.yaml": Case(_shapenetpart),
     # motion
-    "motion/particles.yaml": Case(),
-    "motion/particles_egnn.yaml": Case(),
     "motion/h36m.yaml": Case(_h36m),
     **{f"motion/eth_ucy_{s}.yaml": Case(_eth) for s in ("eth", "hotel", "univ", "zara1", "zara2")},
     **{f"motion/md17_{m}.yaml": Case(_md17(m)) for m in fake.MD17_ATOMS},
     # generation
-    "generation/digits_judge.yaml": Case(),
-    "generation/shapes_judge.yaml": Case(),
-    "generation/shapes_vqvae.yaml": Case(),
-    "generation/voxels_nar.yaml": Case(),
-    "generation/digits_nar.yaml": Case(),
-    "generation/digits_raster.yaml": Case(),
     "generation/shapes_nar.yaml": Case(_shapes_tokenizer),
     "generation/shapes_raster.yaml": Case(_shapes_tokenizer),
     "generation/imagenet_nar.yaml": Case(_imagenet),
     # hands
-    "hands/synthetic.yaml": Case(),
     "hands/synthetic_refine.yaml": Case(_hands_stage1),
     "hands/interhand26m.yaml": Case(_interhand),
 }
@@ -211,18 +193,28 @@ def _names() -> list[str]:
     return sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
 
 
+def _data_class(name: str) -> str:
+    return yaml.safe_load((CONFIGS / name).read_text())["data"]["class_path"]
+
+
+def _case(name: str) -> Case | None:
+    """The config's case; a config on a synthetic datamodule of ``SMALL`` runs on its own data by default."""
+    if name in CASES:
+        return CASES[name]
+    return Case() if _data_class(name) in SMALL else None
+
+
 def test_every_config_is_covered():
-    missing = sorted(set(_names()) - set(CASES))
-    assert not missing, f"configs without a case in tests/test_all_configs.py: {missing}"
-    stale = sorted(set(CASES) - set(_names()))
-    assert not stale, f"cases for configs that no longer exist: {stale}"
+    missing = [n for n in _names() if _case(n) is None]
+    assert not missing, (f"configs on a datamodule without fixture data here: {missing}; add a case to CASES "
+                         "in tests/test_all_configs.py (or the datamodule's size arguments to SMALL)")
 
 
 def _params():
     out = []
-    for name in sorted(CASES):
-        case = CASES[name]
-        marks = [pytest.mark.xfail(strict=False, reason=case.xfail)] if case.xfail else []
+    for name in _names():
+        case = _case(name)
+        marks = [pytest.mark.xfail(strict=False, reason=case.xfail)] if case is not None and case.xfail else []
         out.append(pytest.param(name, id=name, marks=marks))
     return out
 
@@ -232,9 +224,9 @@ def test_config_runs_by_itself(name, tmp_path, monkeypatch):
     """``fit --trainer.fast_dev_run 1`` of the config: one training and one validation step, no error."""
     config = CONFIGS / name
     monkeypatch.chdir(tmp_path)  # relative outputs (runs/..., caches) land in the test's folder
-    case = CASES[name]
-    data_class = yaml.safe_load(config.read_text())["data"]["class_path"]
-    args = ["fit", "--config", str(config), *COMMON, *SMALL.get(data_class, [])]
+    case = _case(name)
+    assert case is not None, f"{name}: no fixture data for its datamodule (see test_every_config_is_covered)"
+    args = ["fit", "--config", str(config), *COMMON, *SMALL.get(_data_class(name), [])]
     if case.write is not None:
         args += case.write(tmp_path)
     cli = main(args)
