@@ -9,7 +9,7 @@ Accuracy (``--checkpoint``): test-split MPJPE / PA-MPJPE / MRRPE of every estima
 SyntheticHands, next to the mean-pose baseline (the mean root-relative training pose for every image and the mean
 right-to-left offset)::
 
-    python tools/bench_hands.py --checkpoint runs/HandReconstructionTask/checkpoints/last.ckpt
+    python tools/bench_hands.py --checkpoint runs/hands/synthetic/checkpoints/last.ckpt
 
 InterHand2.6M annotation memory (``--interhand-memory N``): bytes per sample that the loader keeps after reading
 N interacting frames written in the official JSON format (``tracemalloc``, after garbage collection);

@@ -5,7 +5,7 @@ the same work done one scene at a time (a loop over the batch: what vectorisatio
 constant-velocity baseline's forward, all measured in this run with the thread count shown.
 
     python tools/bench_motion.py                     # 1 thread, batch 32, particle sizes
-    python tools/bench_motion.py --curve runs/MotionPredictionTask/version_0/metrics.csv --out curve.png
+    python tools/bench_motion.py --curve runs/motion/particles/version_0/metrics.csv --out curve.png
 """
 
 from __future__ import annotations
