@@ -14,9 +14,11 @@ config per subprocess, and reports:
 * ``peak RSS``: the subprocess's peak resident memory (``wait4``), data loaded in the main process
   (``num_workers 0``; each worker adds its own copy of the dataset's Python objects).
 
-Runs on the CPU in float32 with ``--threads`` intra-op threads (default 1). Configs that may need more than
-4 GB run under an exclusive ``flock`` of ``/tmp/bigmem.lock`` (the machine is shared). The models are built
-from scratch (no pretrained weights); the data are random, so only costs are meaningful, never accuracies.
+Runs on the CPU in float32 with ``--threads`` intra-op threads (default 1); with ``--gpu`` on one GPU in the
+config's precision, adding the peak GPU memory allocated (the CPU time is then the host's share). Configs that
+may need more than 4 GB run under an exclusive ``flock`` of ``/tmp/bigmem.lock`` (the machine is shared). The
+models are built from scratch (no pretrained weights); the data are random, so only costs are meaningful, never
+accuracies.
 ImageNet: the VQ tokenizer the config expects is stood in by a ``TokenizerTask`` trained for one step on the
 fake folder (16x downsampling, the config's 256 px -> 16 x 16 codes).
 
@@ -69,8 +71,11 @@ class StepTimer(pl.Callback):
         self.cpu.append(cpu - self.c0)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        import torch
+
+        gpu = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
         Path(os.environ["BENCH_RESULT"]).write_text(json.dumps(
-            {"first": self.first, "first_cpu": self.first_cpu, "steps": self.steps, "cpu": self.cpu}))
+            {"first": self.first, "first_cpu": self.first_cpu, "steps": self.steps, "cpu": self.cpu, "gpu_gb": gpu}))
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -169,7 +174,7 @@ def _bigmem(big: bool) -> Iterator[None]:
 
 
 def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: float,
-               batch_size: int | None = None) -> dict:
+               batch_size: int | None = None, gpu: bool = False) -> dict:
     """Run ``steps`` training steps of one config in a subprocess; returns times and peak RSS."""
     write, big = WRITERS[name]
     overrides = write(data_dir) + (_data(batch_size=batch_size) if batch_size else [])
@@ -179,8 +184,10 @@ def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: flo
     args = ["fit", "--config", str(REPO / "configs" / name), *overrides,
             "--trainer.max_steps", str(steps), "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "0",
             "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
-            "--trainer.enable_checkpointing", "false", "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-            "--trainer.strategy", "auto", "--trainer.precision", "32", "--data.init_args.num_workers", "0",
+            "--trainer.enable_checkpointing", "false", "--trainer.devices", "1", "--trainer.strategy", "auto",
+            *(["--trainer.accelerator", "gpu"] if gpu else
+              ["--trainer.accelerator", "cpu", "--trainer.precision", "32"]),
+            "--data.init_args.num_workers", "0",
             "--trainer.default_root_dir", str(data_dir / "runs" / name.replace("/", "__")),
             "--trainer.callbacks+=bench_real_size.StepTimer"]
     env = _env(threads)
@@ -206,7 +213,7 @@ def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: flo
         rest, rest_cpu = r["steps"][1:] or r["steps"], r["cpu"][1:] or r["cpu"]
         res.update(first_step_s=round(r["first"], 1), first_step_cpu_s=round(r["first_cpu"], 1),
                    s_per_step=round(sum(rest) / len(rest), 2), cpu_s_per_step=round(sum(rest_cpu) / len(rest_cpu), 2),
-                   steps=len(r["steps"]))
+                   steps=len(r["steps"]), gpu_peak_gb=r.get("gpu_gb"))
     else:
         res["error"] = err.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
     return res
@@ -229,25 +236,28 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per config")
     p.add_argument("--batch-size", type=int, default=None, help="override the configured batch size")
+    p.add_argument("--gpu", action="store_true", help="run on one GPU with the config's precision (not float32)")
     a = p.parse_args()
     names = a.only or list(WRITERS)
     bad = [n for n in names if n not in WRITERS]
     if bad:
         raise SystemExit(f"not a real-dataset config here: {bad}; known: {list(WRITERS)}")
-    print(f"torch threads {a.threads}, {a.steps} steps per config, CPU, float32", flush=True)
+    where = "one GPU, the config's precision" if a.gpu else "CPU, float32"
+    print(f"torch threads {a.threads}, {a.steps} steps per config, {where}", flush=True)
     print("| config | batch | to first step: CPU s (wall s) | CPU s/step (wall) | peak RSS (GB) |\n"
           "|---|---|---|---|---|", flush=True)
     results = []
     for name in names:
-        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size)
+        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size, a.gpu)
         results.append(r)
         import yaml
 
         batch = a.batch_size or yaml.safe_load((REPO / "configs" / name).read_text())["data"]["init_args"].get(
             "batch_size")
         if r["ok"]:
+            gpu_mem = f" (GPU {r['gpu_peak_gb']:.2f})" if r.get("gpu_peak_gb") is not None else ""
             print(f"| {name} | {batch} | {r['first_step_cpu_s']} ({r['first_step_s']}) | {r['cpu_s_per_step']} "
-                  f"({r['s_per_step']}) | {r['peak_rss_gb']} |", flush=True)
+                  f"({r['s_per_step']}) | {r['peak_rss_gb']}{gpu_mem} |", flush=True)
         else:
             print(f"| {name} | {batch} | failed: {r['error'][0][:150]} | | {r['peak_rss_gb']} |", flush=True)
         with open(a.data_dir / "results.jsonl", "a") as fh:
