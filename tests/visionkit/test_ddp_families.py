@@ -49,7 +49,9 @@ FAMILIES = {
         "obb/synthetic.yaml",
         model={"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [2, 3, 4], "norm": "group"},
                "fpn_channels": 16, "head_convs": 1, "warmup_steps": 0},
-        data={"n_train": 8, "n_val": 4, "n_test": 4, "img_size": 64, "augment_flips": False},
+        # no random augmentation: its draws depend on the rank, so two processes would not see one's batches
+        data={"n_train": 8, "n_val": 4, "n_test": 4, "img_size": 64, "augment_flips": False, "augment_rotate": 0.0,
+              "augment_jitter": 0.0},
         pictures="obb_vis", compare=("val_loss", "val_map50", "test_loss", "test_map50")),
     "pointobb": Family(
         "obb/pointobb_synthetic.yaml",
