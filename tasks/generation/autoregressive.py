@@ -132,6 +132,8 @@ class AutoregressiveGenerationTask(BaseTask):
         if not self._judge_pending or Path(hp.judge_path).exists() or hp.judge_steps <= 0 or trainer is None:
             return
         dm = trainer.datamodule
+        if trainer.state.fn == "predict":
+            return  # sampling needs no judge
         if trainer.fast_dev_run or dm is None:
             return  # setup() warns
         dm.setup("fit")
@@ -146,7 +148,7 @@ class AutoregressiveGenerationTask(BaseTask):
         save_judge(judge, hp.judge_path)
 
     def setup(self, stage: str) -> None:
-        if not self._judge_pending:
+        if not self._judge_pending or stage == "predict":
             return
         self._judge_pending = False
         path = Path(self.hparams.judge_path)

@@ -167,3 +167,11 @@ def test_load_state_dict_honours_strict():
     with pytest.raises(RuntimeError, match="missing"):
         _task().load_state_dict(broken)
     _task().load_state_dict(broken, strict=False)
+
+
+def test_predict_never_trains_a_missing_judge(tmp_path, capsys):
+    path = tmp_path / "judge.pt"
+    trainer = Trainer(logger=False, enable_progress_bar=False, limit_predict_batches=1, default_root_dir=str(tmp_path))
+    out = trainer.predict(_task(judge_path=str(path), judge_steps=40), Digits(batch_size=4))
+    assert not path.exists() and "judge" not in capsys.readouterr().out
+    assert out[0]["tokens"].shape == (4, 8, 8)
