@@ -229,3 +229,16 @@ def test_error_in_a_loader_worker_is_one_line(cwd, capsys, monkeypatch, error):
     expected = ("error: /data/train/sample_5.npz: array 'x' has 7 values, 8 expected" if error == "data"
                 else "error: data-loader worker: KeyError: 'x'")
     assert err == expected, err
+
+
+def test_declared_batch_keys_are_checked_at_build_time(cwd, capsys, monkeypatch):
+    import toy
+
+    monkeypatch.setattr(toy.ToyRegressionData, "batch_keys", ("x", "y"), raising=False)
+    monkeypatch.setattr(toy.ToyRegressionTask, "required_batch_keys", ("x", "y"), raising=False)
+    a = write_config(cwd, "a")
+    assert run(["fit", "--config", a, "--trainer.max_steps", "1"], capsys)[0] == 0
+    monkeypatch.setattr(toy.ToyRegressionTask, "required_batch_keys", ("past", "x", "y"), raising=False)
+    err = one_error(["fit", "--config", a], capsys)
+    assert err == ("error: model ToyRegressionTask needs batch keys ['past'] that data ToyRegressionData does not "
+                   "yield (it yields ['x', 'y'])")
