@@ -93,18 +93,18 @@ class MotionPredictionTask(BaseTask):
             metrics["MPJPE"] = MPJPEHorizons(self.hparams.mpjpe_horizons_ms, self.hparams.fps)
         return MetricCollection(metrics, compute_groups=False)
 
-    def _predict(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def compute_outputs(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """The model's prediction dict: ``future (B, A, T_f, D)`` (+ ``modes (B, K, A, T_f, D)``)."""
         return self.model(batch["past"], batch.get("mask"))
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
-        out = self._predict(batch)
+    def compute_losses(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
         mask = batch.get("mask")
         if mask is None:
             mask = torch.ones(batch["past"].shape[:2], dtype=torch.bool, device=batch["past"].device)
-        if "modes" in out:
-            loss = min_of_k_ade(out["modes"], batch["future"], mask)
+        if "modes" in outputs:
+            loss = min_of_k_ade(outputs["modes"], batch["future"], mask)
         else:
-            loss = masked_ade(out["future"], batch["future"], mask)
+            loss = masked_ade(outputs["future"], batch["future"], mask)
         losses = {"ade": loss}
         if self.training:
             for name, term in self.loss_terms.items():
@@ -112,11 +112,15 @@ class MotionPredictionTask(BaseTask):
         losses["loss"] = sum(losses.values())
         return losses
 
+    def postprocess(self, outputs: dict[str, Tensor], batch: dict[str, Any]) -> dict[str, Tensor]:
+        return outputs
+
     def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Predictions in eval mode without gradients, whatever the task's mode (used by callbacks mid-training)."""
         was_training = self.training
         self.eval()
         with torch.no_grad():
-            out = self._predict(batch)
+            out = super().forward(batch)
         self.train(was_training)
         return out
 

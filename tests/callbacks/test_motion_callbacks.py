@@ -56,7 +56,7 @@ def test_regulariser_zero_for_eqmotion_positive_otherwise_and_trains():
     task = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, n_layers=1)
     task.model = _MLP()
     reg.setup(None, task, "fit")
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert set(losses) == {"ade", "equivariance", "loss"}
     torch.testing.assert_close(losses["loss"], losses["ade"] + losses["equivariance"])
     before = losses["equivariance"].item()
@@ -64,11 +64,11 @@ def test_regulariser_zero_for_eqmotion_positive_otherwise_and_trains():
     opt = torch.optim.SGD(task.parameters(), lr=0.01)
     for _ in range(100):  # the regulariser's gradient alone makes the model more equivariant
         opt.zero_grad()
-        task.compute_losses(batch)["equivariance"].backward()
+        task.batch_losses(batch)["equivariance"].backward()
         opt.step()
     torch.manual_seed(0)
     assert 2.0 * reg.penalty(task, batch).item() < 0.5 * before
     task.eval()
-    assert "equivariance" not in task.compute_losses(batch)  # training-only term
+    assert "equivariance" not in task.batch_losses(batch)  # training-only term
     with pytest.raises(TypeError, match="loss_terms"):
         reg.setup(None, torch.nn.Module(), "fit")

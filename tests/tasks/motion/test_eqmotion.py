@@ -192,14 +192,14 @@ def test_real_extent_scenes_train_with_sane_losses_from_step_zero(tmp_path):
     torch.manual_seed(0)
     task = MotionPredictionTask(**kw)
     with torch.no_grad():
-        l1, l3 = task.compute_losses(base)["loss"], task.compute_losses(batch3)["loss"]
+        l1, l3 = task.batch_losses(base)["loss"], task.batch_losses(batch3)["loss"]
     # finite, and x3 coordinates give x3 the error in the same units (the metric error of a scale-free model)
     assert torch.isfinite(l1) and torch.isfinite(l3) and l1 < span
     assert l3.item() == pytest.approx(3 * l1.item(), rel=1e-4)
     opt = torch.optim.Adam(task.parameters(), lr=3e-3)
     first = l3.item()
     for _ in range(15):
-        loss = task.compute_losses(batch3)["loss"]
+        loss = task.batch_losses(batch3)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

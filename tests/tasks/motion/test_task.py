@@ -35,7 +35,7 @@ def test_task_contract_shapes():
     out = task(batch)
     assert out["future"].shape == (2, 5, 4, 2) and out["modes"].shape == (2, 3, 5, 4, 2)
     assert task.training  # forward restores the mode
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert set(losses) == {"ade", "loss"} and torch.equal(losses["ade"], losses["loss"])
 
 
@@ -53,7 +53,7 @@ def test_learning_on_charged_particles(tmp_path):
     losses = []
     for _ in range(150):
         idx = torch.randperm(64)[:16]
-        loss = task.compute_losses({k: v[idx] for k, v in train.items()})["loss"]
+        loss = task.batch_losses({k: v[idx] for k, v in train.items()})["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
