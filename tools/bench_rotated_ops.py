@@ -1,6 +1,8 @@
 """Benchmark visionkit's rotated-box ops against torchvision's compiled rotated IoU (and shapely 2).
 
-For each box layout, at each torch thread count, one process measures (best of ``--repeats``):
+For each box layout, at each torch thread count, one process measures (best of ``--repeats``, ours and the baseline
+alternately; process CPU time at one thread, which a machine shared with other jobs distorts much less than wall
+time, and wall time at more threads):
 
 - pairwise IoU of two ``N x N`` sets: ours (:func:`~visionkit.ops.rotated_boxes.box_iou_rotated`) and
   ``torchvision.ops.box_iou(..., fmt='cxcywhr')`` (its compiled ``box_iou_rotated``) through
@@ -119,12 +121,17 @@ def detector_candidates(steps: int, images: int) -> tuple[list[tuple], str]:
 
 
 # ----------------------------------------------------------------------------------------------- baselines
+def _clock() -> float:
+    """CPU time of this process at one thread (robust on a machine shared with other jobs), wall time otherwise."""
+    return time.process_time() if torch.get_num_threads() == 1 else time.perf_counter()
+
+
 def best_of(repeats: int, fn, *args) -> float:
     best = math.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = _clock()
         fn(*args)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, _clock() - t0)
     return best
 
 
