@@ -11,6 +11,12 @@ right-to-left offset)::
 
     python tools/bench_hands.py --checkpoint runs/hands/synthetic/checkpoints/last.ckpt
 
+Lifting from true 2D joints (``--lift-steps N``): how well the hand layer's parameters can be regressed from
+exact (or noisy, ``--lift-noise`` px) 2D joints alone, by an MLP trained for N steps on the SyntheticHands
+training split: the PA-MPJPE the image model could reach if its 2D finger evidence were that good::
+
+    python tools/bench_hands.py --lift-steps 1000 --lift-noise 0
+
 InterHand2.6M annotation memory (``--interhand-memory N``): bytes per sample that the loader keeps after reading
 N interacting frames written in the official JSON format (``tracemalloc``, after garbage collection);
 ``--loader file.py`` measures another version of ``datamodules/hands/interhand.py`` the same way::
@@ -125,6 +131,52 @@ def bench_accuracy(checkpoint: str, batch_size: int) -> None:
               f"{metrics['MRRPE'][k].compute():.2f} | {mp / first:.3f} |")
 
 
+def bench_lifting(steps: int, noise: float, batch_size: int = 64) -> None:
+    from visionkit.datamodules.hands.synthetic import generate_hands
+    from visionkit.ops.rotations import rotation_6d_to_matrix
+    from visionkit.tasks.hands.procedural import ProceduralHandLayer
+
+    torch.manual_seed(0)
+    train, val = generate_hands(2240, 1), generate_hands(256, 2)  # the seeds of SyntheticHands(seed=0)
+    layers = [ProceduralHandLayer("right"), ProceduralHandLayer("left")]
+    g = torch.Generator().manual_seed(0)
+
+    def inputs(uv: torch.Tensor) -> torch.Tensor:  # (n, 42, 2) px -> (n, 2, 42) wrist-relative, /32 px
+        uv = uv.reshape(-1, 2, 21, 2)
+        if noise:
+            uv = uv + noise * torch.randn(uv.shape, generator=g)
+        return ((uv - uv[:, :, 20:21]) / 32).flatten(2)
+
+    def decode(p: torch.Tensor) -> torch.Tensor:  # (n, 2, 61) -> root-relative joints (n, 42, 3)
+        out = []
+        for h, layer in enumerate(layers):
+            q = p[:, h]
+            rot = rotation_6d_to_matrix(q[:, :6] + q.new_tensor([1.0, 0, 0, 0, 1, 0]))
+            out.append(layer(rot, q[:, 6:51], q[:, 51:61]).joints)
+        return root_relative(torch.cat(out, 1))
+
+    net = torch.nn.Sequential(torch.nn.Linear(42, 512), torch.nn.GELU(), torch.nn.Linear(512, 512), torch.nn.GELU(),
+                              torch.nn.Linear(512, 61))
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    gt_train, gt_val = root_relative(train["joints3d"]), root_relative(val["joints3d"])
+    t0 = time.process_time()
+    for _ in range(steps):
+        idx = torch.randint(0, len(gt_train), (batch_size,), generator=g)
+        loss = torch.nn.functional.huber_loss(decode(net(inputs(train["joints2d"][idx]))) / 10, gt_train[idx] / 10)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = decode(net(inputs(val["joints2d"])))
+    ones = torch.ones(len(pred), 42)
+    pa, mp = PAMPJPE(), MPJPE()
+    pa.update(pred, gt_val, ones)
+    mp.update(pred, gt_val, ones)
+    print(f"lifting from true 2D joints (+ {noise} px noise), {steps} steps of batch {batch_size}, "
+          f"{time.process_time() - t0:.0f} s CPU: validation MPJPE {mp.compute():.2f} mm, "
+          f"PA-MPJPE {pa.compute():.2f} mm")
+
+
 def write_interhand_annotations(root: Path, n: int, split: str = "train", cameras: int = 8, seed: int = 0) -> None:
     """``n`` interacting frames of one capture seen by ``cameras`` cameras, in the official JSON files."""
     rng = np.random.default_rng(seed)
@@ -186,9 +238,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--interhand-memory", type=int, metavar="N", help="InterHand2.6M annotation bytes per sample")
     p.add_argument("--loader", help="with --interhand-memory: path of another interhand.py to measure")
+    p.add_argument("--lift-steps", type=int, help="train an MLP lifting true 2D joints to the hand layer")
+    p.add_argument("--lift-noise", type=float, default=0.0, help="with --lift-steps: 2D noise (px)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    if a.interhand_memory:
+    if a.lift_steps:
+        bench_lifting(a.lift_steps, a.lift_noise)
+    elif a.interhand_memory:
         bench_interhand_memory(a.interhand_memory, a.loader)
     elif a.checkpoint:
         bench_accuracy(a.checkpoint, a.batch_size)
