@@ -21,7 +21,12 @@ def check_finite_losses(task: Any, losses: dict[str, Tensor]) -> None:
         task: the running ``LightningModule`` (for its step, rank and trainer).
         losses: the loss dict of the batch (``"loss"`` and its terms).
     """
-    bad = [k for k, v in losses.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    terms = {k: v for k, v in losses.items() if torch.is_tensor(v) and v.is_floating_point()}
+    bad: list[str] = []
+    if terms:
+        finite = torch.stack([torch.isfinite(v.detach()).all() for v in terms.values()])
+        if not bool(finite.all()):  # one device-to-host copy per step, however many terms
+            bad = [k for k, ok in zip(terms, finite.tolist(), strict=True) if not ok]
     trainer = getattr(task, "_trainer", None)
     if trainer is not None and trainer.world_size > 1:
         anywhere = trainer.strategy.reduce_boolean_decision(bool(bad), all=False)
