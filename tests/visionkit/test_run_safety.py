@@ -242,3 +242,18 @@ def test_declared_batch_keys_are_checked_at_build_time(cwd, capsys, monkeypatch)
     err = one_error(["fit", "--config", a], capsys)
     assert err == ("error: model ToyRegressionTask needs batch keys ['past'] that data ToyRegressionData does not "
                    "yield (it yields ['x', 'y'])")
+
+
+def test_finiteness_guard_names_the_bad_terms():
+    from types import SimpleNamespace
+
+    from visionkit.errors import NonFiniteError
+    from visionkit.finite import check_finite_losses
+
+    task = SimpleNamespace(global_step=41, _trainer=None)
+    check_finite_losses(task, {"loss": torch.tensor(1.5), "box": torch.tensor(0.5), "count": torch.tensor(3)})
+    losses = {"loss": torch.tensor(float("nan")), "box": torch.tensor(0.5), "cls": torch.tensor(float("inf"))}
+    with pytest.raises(NonFiniteError) as exc:
+        check_finite_losses(task, losses)
+    msg = str(exc.value)
+    assert msg.startswith("step 41: non-finite loss (loss=nan, cls=inf)") and "box" not in msg
