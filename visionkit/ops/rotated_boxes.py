@@ -21,10 +21,16 @@ other box are taken from the same crossing points, and the intersection area is 
 of the clipping box its two vertical sides contribute nothing, so the boundary stays closed without ordering or
 compacting vertices, which keeps every pair at a fixed size and the whole computation vectorised. The result is
 differentiable almost everywhere (gradients flow for IoU losses). Pairs are first filtered by their enclosing
-axis-aligned boxes (a sort-and-sweep along x, dense per block of boxes) and clipped in fixed-size chunks.
+axis-aligned boxes (a sort-and-sweep along x, dense per block of boxes); tiles of the matrix where most pairs
+overlap are clipped as one broadcast block, the other pairs gathered and clipped in fixed-size chunks, so the
+temporary memory is bounded whatever the number of boxes.
 
-Rotated NMS computes the suppression pairs (IoU above the threshold, after a cheap upper bound from the enclosing
-boxes) once, then resolves the greedy order on that sparse graph in vectorised rounds.
+Rotated NMS works in blocks of open boxes in score order: the block's IoUs with the later open boxes (after a
+cheap upper bound from the enclosing boxes) give the greedy decision inside the block, and its kept boxes
+suppress later ones, so on dense layouts only a few rows of the pair graph are computed. When the statistics
+measured on the first blocks say that the remaining suppression graph is cheaper (sparse layouts), that graph
+is built once and the greedy order resolved on it in vectorised rounds. Both routes give exactly the greedy
+result. Under ``torch.autocast`` both ops turn autocast off and compute in float32 (float64 for float64 boxes).
 """
 
 from __future__ import annotations
@@ -365,56 +371,42 @@ def _candidate_blocks(h1: Tensor, h2: Tensor):
                 yield o1[r0:r1], o2[c0:c1], mask
 
 
-def _candidates(h1: Tensor, h2: Tensor | None = None, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Index pairs whose enclosing axis-aligned boxes overlap with positive area.
+def _candidates(h: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Index pairs ``i < j`` within one set whose enclosing axis-aligned boxes ``h (4, N)`` (x1, y1, x2, y2)
+    overlap with positive area (and, with ``labels``, have equal labels).
 
-    Args:
-        h1: ``(4, N)`` as x1, y1, x2, y2.
-        h2: ``(4, M)``, or None for the pairs ``i < j`` within ``h1`` (then optionally only equal ``labels``).
-
-    Both sets are sorted by x1; each block of rows is compared densely with the contiguous run of columns whose
-    x1 can fall inside the block's x-range, so the work grows with the number of x-overlapping pairs, not N*M.
+    The boxes are sorted by x1; each block of rows is compared densely with the contiguous run of columns whose
+    x1 can fall inside the block's x-range, so the work grows with the number of x-overlapping pairs, not N^2.
     """
-    dev = h1.device
-    same = h2 is None
-    o1 = torch.argsort(h1[0])
-    s1 = h1[:, o1].contiguous()
-    o2, s2 = (o1, s1) if same else (lambda o: (o, h2[:, o].contiguous()))(torch.argsort(h2[0]))
-    n, m = s1.shape[1], s2.shape[1]
+    dev = h.device
+    o = torch.argsort(h[0])
+    sh = h.index_select(1, o).contiguous()
+    n = sh.shape[1]
     empty = torch.zeros(0, dtype=torch.long, device=dev)
-    if n == 0 or m == 0:
+    if n == 0:
         return empty, empty
     block = _BLOCK
     starts = torch.arange(0, n, block, device=dev)
-    pad = torch.nn.functional.pad(s1[2], (0, (-n) % block), value=-math.inf)
-    ends = torch.searchsorted(s2[0], pad.view(-1, block).amax(1), side="left").tolist()
-    if same:
-        begins = starts.tolist()
-    else:
-        # a column overlaps a row in x only if its x1 > row x1 - (widest column)
-        widest = (s2[2] - s2[0]).max()
-        begins = torch.searchsorted(s2[0], s1[0, starts] - widest, side="left").tolist()
-    lab = labels[o1] if (same and labels is not None) else None
+    pad = torch.nn.functional.pad(sh[2], (0, (-n) % block), value=-math.inf)
+    ends = torch.searchsorted(sh[0], pad.view(-1, block).amax(1), side="left").tolist()
+    lab = labels.index_select(0, o) if labels is not None else None
     out_i, out_j = [], []
-    for k, r0 in enumerate(starts.tolist()):  # blocks of boxes, not boxes
-        r1, c0, c1 = min(r0 + block, n), begins[k], ends[k]
+    for r0, c1 in zip(starts.tolist(), ends):  # blocks of boxes, not boxes
+        r1, c0 = min(r0 + block, n), r0
         if c1 <= c0:
             continue
-        r, c = s1[:, r0:r1, None], s2[:, None, c0:c1]
+        r, c = sh[:, r0:r1, None], sh[:, None, c0:c1]
         mask = (c[0] < r[2]) & (c[2] > r[0]) & (c[1] < r[3]) & (c[3] > r[1])  # (rows, cols)
-        if same:
-            mask &= torch.arange(c0, c1, device=dev)[None] > torch.arange(r0, r1, device=dev)[:, None]
-            if lab is not None:
-                mask &= lab[r0:r1, None] == lab[None, c0:c1]
+        mask = torch.triu(mask, diagonal=1)  # c0 == r0: column k > row k
+        if lab is not None:
+            mask &= lab[r0:r1, None] == lab[None, c0:c1]
         ii, jj = mask.nonzero(as_tuple=True)
         out_i.append(ii + r0)
         out_j.append(jj + c0)
     if not out_i:
         return empty, empty
-    i, j = o1[torch.cat(out_i)], o2[torch.cat(out_j)]
-    if same:
-        i, j = torch.minimum(i, j), torch.maximum(i, j)
-    return i, j
+    i, j = o.index_select(0, torch.cat(out_i)), o.index_select(0, torch.cat(out_j))
+    return torch.minimum(i, j), torch.maximum(i, j)
 
 
 def _no_autocast(device: torch.device):
@@ -533,7 +525,7 @@ def _may_exceed(hi: Tensor, hj: Tensor, ai: Tensor, aj: Tensor, iou_threshold: f
 def _suppression_edges(tab: Tensor, h: Tensor, iou_threshold: float, labels: Tensor | None) -> tuple[Tensor, Tensor]:
     """Pairs ``(i, j)``, ``i < j`` (columns of the box table ``(8, N)``, enclosing boxes ``h (4, N)``), with IoU
     above the threshold."""
-    i, j = _candidates(h, None, labels)
+    i, j = _candidates(h, labels)
     area = tab[6]
     ok = _may_exceed(h.index_select(1, i), h.index_select(1, j), area.index_select(0, i), area.index_select(0, j),
                      iou_threshold)
