@@ -18,6 +18,7 @@ from visionkit.cli import VisionKitCLI
 from visionkit.plugins import import_builtins
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")
 
 
 def data(**kw) -> list[str]:

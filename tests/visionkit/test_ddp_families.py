@@ -124,7 +124,8 @@ def run_driver(fam: Family, tmp_path: Path, name: str, devices: int, batch_size:
             os.killpg(proc.pid, signal.SIGKILL)  # the DDP worker processes share the session
         except ProcessLookupError:
             pass
-    assert proc.returncode == 0, log[-3000:]
+    errors = [ln for ln in log.splitlines() if "Error" in ln and not ln.lstrip("[rank0123]: ").startswith("^")]
+    assert proc.returncode == 0, "\n".join(errors[:10]) + "\n...\n" + log[-2000:]  # any rank's error first
     result = json.loads(out.read_text())
     result["root"] = root
     return result
