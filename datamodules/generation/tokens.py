@@ -180,9 +180,26 @@ class GenerationDataModule(BaseDataModule):
         return type(self).__name__
 
     def prepare_data(self) -> None:
-        """Build the token caches (Lightning calls this on one process per node before any ``setup``)."""
-        if self.tokenizer_ckpt:
+        """Build the token caches (Lightning calls this on one process per node before any ``setup``).
+
+        A missing checkpoint is left to the task (``AutoregressiveGenerationTask`` trains it in its own
+        ``prepare_data`` and then calls this again); when nobody makes it, ``setup`` reports it.
+        """
+        if self.tokenizer_ckpt and Path(self.tokenizer_ckpt).expanduser().exists():
             self.setup("fit")
+            self.attach_tokens()
+
+    def train_images(self) -> Dataset:
+        """The training split without tokens (set up without the token cache when it is not set up yet), e.g.
+        to train the tokenizer the cache needs."""
+        if self.train_dataset is None:
+            ckpt, self.tokenizer_ckpt = self.tokenizer_ckpt, None
+            try:
+                self.setup("fit")
+            finally:
+                self.tokenizer_ckpt = ckpt
+        ds = self.train_dataset
+        return ds.base if isinstance(ds, TokenCachedDataset) else ds
 
     def _cache_device(self) -> torch.device:
         trainer = self.trainer
@@ -213,6 +230,9 @@ class GenerationDataModule(BaseDataModule):
         """Wrap the splits with their cached token grids, encoding the missing shards first."""
         if not self.tokenizer_ckpt:
             return
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.fast_dev_run and not Path(self.tokenizer_ckpt).expanduser().exists():
+            return  # images only: under fast_dev_run the task tokenizes them with a throw-away tokenizer
         from visionkit.tasks.generation.tokenizer_task import load_tokenizer
 
         tokenizer = None

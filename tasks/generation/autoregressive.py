@@ -12,14 +12,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from visionkit.errors import CheckpointError, DatasetNotFoundError
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.generation.judge import JudgeClassifier, load_judge, save_judge, train_judge
 from visionkit.tasks.generation.metrics import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 from visionkit.tasks.generation.ordering import Ordering
-from visionkit.tasks.generation.tokenizers import PixelQuantizer
+from visionkit.tasks.generation.tokenizer_task import (
+    SHAPES_TOKENIZER_ARGS,
+    TOKENIZER_ARCH_KEYS,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_config,
+    train_tokenizer,
+)
+from visionkit.tasks.generation.tokenizers import VQVAE, PixelQuantizer
 from visionkit.tasks.generation.transformer import ARTransformer
 
 __all__ = ["AutoregressiveGenerationTask"]
+
+#: steps of the throw-away tokenizer trained under ``fast_dev_run`` when ``tokenizer_ckpt`` is missing
+FAST_DEV_RUN_TOKENIZER_STEPS = 5
 
 
 class AutoregressiveGenerationTask(BaseTask):
@@ -42,7 +54,20 @@ class AutoregressiveGenerationTask(BaseTask):
         num_classes: class labels.
         tokenizer: ``"pixel"`` (:class:`PixelQuantizer`) or ``"vq"`` (a trained ``TokenizerTask`` checkpoint).
         levels: pixel-quantizer levels per channel.
-        tokenizer_ckpt: ``TokenizerTask`` checkpoint (``tokenizer="vq"``).
+        tokenizer_ckpt: ``TokenizerTask`` checkpoint (``tokenizer="vq"``). When the file is missing, ``fit``
+            trains a VQ-VAE of architecture ``tokenizer_args`` on the datamodule's training images in
+            ``prepare_data`` (``tokenizer_steps`` steps, the shapes_vqvae.yaml recipe), saves it there and uses
+            it (the datamodule's token cache, when its ``tokenizer_ckpt`` is the same file, is built from it).
+            Under ``fast_dev_run`` only a few steps are trained and the result is written next to it
+            (``<tokenizer_ckpt>.fast_dev_run``), never to it. ``validate`` / ``test`` / ``predict`` never train
+            one: a new tokenizer gives other tokens than the transformer was trained on (one-line error).
+        tokenizer_args: VQ-VAE architecture (keys ``hidden``, ``downsample``, ``num_codes``, ``code_dim``,
+            ``beta``; ``in_channels`` is the task's). The transformer's vocabulary and token grid follow from
+            it before any tokenizer exists. An existing ``tokenizer_ckpt`` must match every key given here (one
+            line naming the key that differs otherwise); None: shapes_vqvae.yaml's architecture for a tokenizer
+            trained here, and whatever architecture an existing file has.
+        tokenizer_steps: optimiser steps of a tokenizer trained because ``tokenizer_ckpt`` is missing (0: never
+            train; a missing file is then an error).
         dim, depth, heads, mlp_ratio, dropout: transformer size.
         label_dropout: probability of training with the null label (classifier-free guidance).
         cfg_scale, cfg_interval, temperature, top_k, top_p: sampling used by ``task(batch)`` and the metrics.
@@ -84,6 +109,8 @@ class AutoregressiveGenerationTask(BaseTask):
         kid_subset_size: int = 100,
         samples_per_image: int = 1,
         judge_steps: int = 600,
+        tokenizer_args: dict[str, Any] | None = None,
+        tokenizer_steps: int = 300,
         **kwargs: Any,
     ) -> None:
         if samples_per_image < 1:
@@ -96,11 +123,20 @@ class AutoregressiveGenerationTask(BaseTask):
         if hp.tokenizer == "pixel":
             tok: nn.Module = PixelQuantizer(hp.levels, hp.in_channels)
         elif hp.tokenizer == "vq":
-            from visionkit.tasks.generation.tokenizer_task import load_tokenizer
-
             if not hp.tokenizer_ckpt:
                 raise ValueError("model.init_args.tokenizer_ckpt: required when tokenizer is 'vq'")
-            tok = load_tokenizer(hp.tokenizer_ckpt, key="model.init_args.tokenizer_ckpt")
+            path = Path(hp.tokenizer_ckpt)
+            # a missing tokenizer is trained in prepare_data and loaded in setup; the transformer is built
+            # now from the architecture it will have
+            self._tokenizer_pending = not path.exists()
+            if self._tokenizer_pending:
+                tok = VQVAE(**self.tokenizer_arch())
+                tok.eval()
+                for q in tok.parameters():
+                    q.requires_grad_(False)
+            else:
+                tok = load_tokenizer(path, key="model.init_args.tokenizer_ckpt")
+                self._check_tokenizer(tok, path)
         else:
             raise ValueError(f"model.init_args.tokenizer: expected 'pixel' or 'vq', got {hp.tokenizer!r}")
         self.tokenizer = tok
@@ -111,6 +147,34 @@ class AutoregressiveGenerationTask(BaseTask):
         self.ordering_ = Ordering(tuple(s // f for s in size), hp.ordering)
         self.model = ARTransformer(self.ordering_, tok.vocab_size, hp.num_classes, hp.dim, hp.depth, hp.heads,
                                    hp.mlp_ratio, hp.dropout)
+
+    def tokenizer_arch(self) -> dict[str, Any]:
+        """VQ-VAE architecture of ``tokenizer="vq"``: ``tokenizer_args`` over shapes_vqvae.yaml's, with the
+        task's ``in_channels``."""
+        hp = self.hparams
+        given = dict(hp.tokenizer_args or {})
+        bad = sorted(set(given) - set(TOKENIZER_ARCH_KEYS) | ({"in_channels"} & set(given)))
+        if bad:
+            raise ValueError(f"model.init_args.tokenizer_args: unknown keys {bad} (known: "
+                             f"{[k for k in TOKENIZER_ARCH_KEYS if k != 'in_channels']}; in_channels is the task's)")
+        arch = {**SHAPES_TOKENIZER_ARGS, **given, "in_channels": hp.in_channels}
+        return {k: float(v) if k == "beta" else int(v) for k, v in arch.items()}
+
+    def _check_tokenizer(self, tok: nn.Module, path: Path) -> None:
+        """One-line error naming the first architecture key in which the tokenizer at ``path`` differs from
+        the task's ``in_channels`` / ``tokenizer_args``."""
+        hp = self.hparams
+        have, want = tokenizer_config(tok), self.tokenizer_arch()
+        keys = ["in_channels", *(hp.tokenizer_args or {})]
+        for k in keys:
+            if have[k] != want[k]:
+                key = "model.init_args.in_channels" if k == "in_channels" else f"model.init_args.tokenizer_args.{k}"
+                raise CheckpointError(f"{key}: the tokenizer {path} has {k}={have[k]}, the task expects {want[k]} "
+                                      "(point tokenizer_ckpt at a matching tokenizer, or delete the file to train one)")
+
+    def _fast_tokenizer_path(self) -> Path:
+        path = Path(self.hparams.tokenizer_ckpt)
+        return path.with_name(path.name + ".fast_dev_run")
 
     def make_metrics(self) -> MetricCollection:
         metrics: dict[str, Any] = {"token": TokenNLL()}
@@ -126,7 +190,62 @@ class AutoregressiveGenerationTask(BaseTask):
                 "kid": judge_kid(judge, subset_size=self.hparams.kid_subset_size)}
 
     def prepare_data(self) -> None:
-        """Train and save the judge when ``judge_path`` is missing (rank 0; the other ranks wait in Lightning)."""
+        """Train and save a missing tokenizer (``fit`` only), then a missing judge (rank 0; the other ranks wait
+        in Lightning)."""
+        self._prepare_tokenizer()
+        self._prepare_judge()
+
+    def _prepare_tokenizer(self) -> None:
+        hp = self.hparams
+        trainer = self._trainer
+        if not getattr(self, "_tokenizer_pending", False) or trainer is None or trainer.datamodule is None:
+            return  # nothing to train, or setup says why it cannot
+        path = Path(hp.tokenizer_ckpt)
+        if path.exists() or trainer.state.fn != "fit" or hp.tokenizer_steps <= 0:
+            return
+        from visionkit.datamodules.generation.tokens import GenerationDataModule, TokenCachedDataset
+
+        dm = trainer.datamodule
+        fast = bool(trainer.fast_dev_run)
+        steps = min(int(hp.tokenizer_steps), FAST_DEV_RUN_TOKENIZER_STEPS) if fast else int(hp.tokenizer_steps)
+        target = self._fast_tokenizer_path() if fast else path
+        if isinstance(dm, GenerationDataModule):
+            images = dm.train_images()
+        else:
+            dm.setup("fit")
+            images = dm.train_dataset
+            images = images.base if isinstance(images, TokenCachedDataset) else images
+        try:
+            device = trainer.strategy.root_device
+        except (AttributeError, RuntimeError):
+            device = torch.device("cpu")
+        what = (f"fast_dev_run: training a throw-away one ({steps} steps on {device}, saved to {target} only)" if fast
+                else f"training it on the training images ({steps} steps on {device}), saved for later runs")
+        print(f"tokenizer {path} missing: {what}", file=sys.stdout, flush=True)
+        model = train_tokenizer(images, self.tokenizer_arch(), steps=steps, device=device)
+        save_tokenizer(model, target)
+        if not fast and isinstance(dm, GenerationDataModule) and dm.tokenizer_ckpt and Path(dm.tokenizer_ckpt) == path:
+            dm.prepare_data()  # the token caches, from the new tokenizer, before any rank reads them
+
+    def _setup_tokenizer(self, stage: str) -> None:
+        hp = self.hparams
+        path = Path(hp.tokenizer_ckpt)
+        fast = self._trainer is not None and bool(self.trainer.fast_dev_run)
+        src = path if path.exists() else self._fast_tokenizer_path() if fast else None
+        if src is None or not src.exists():
+            why = (f"{stage} does not train one (a new tokenizer gives other tokens than the transformer learnt; "
+                   "point it at the tokenizer the model was trained with)" if stage != "fit"
+                   else "tokenizer_steps is 0" if hp.tokenizer_steps <= 0
+                   else "no datamodule to train it on" if self._trainer is None or self.trainer.datamodule is None
+                   else "it was not trained")
+            raise DatasetNotFoundError(f"model.init_args.tokenizer_ckpt: {path} does not exist ({why})")
+        tok = load_tokenizer(src, key="model.init_args.tokenizer_ckpt")
+        self._check_tokenizer(tok, src)
+        self.tokenizer.load_state_dict(tok.state_dict())
+        self.tokenizer.eval()
+        self._tokenizer_pending = False
+
+    def _prepare_judge(self) -> None:
         hp = self.hparams
         trainer = self._trainer
         if not self._judge_pending or Path(hp.judge_path).exists() or hp.judge_steps <= 0 or trainer is None:
@@ -148,6 +267,8 @@ class AutoregressiveGenerationTask(BaseTask):
         save_judge(judge, hp.judge_path)
 
     def setup(self, stage: str) -> None:
+        if getattr(self, "_tokenizer_pending", False):
+            self._setup_tokenizer(stage)
         if not self._judge_pending or stage == "predict":
             return
         self._judge_pending = False

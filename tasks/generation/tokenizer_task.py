@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import math
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchmetrics import MeanSquaredError, MetricCollection
 
 from visionkit.errors import CheckpointError, DatasetNotFoundError
+from visionkit.io import atomic_open
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.generation.metrics import CodebookUsage
 from visionkit.tasks.generation.tokenizers import VQVAE
 
-__all__ = ["TokenizerTask", "load_tokenizer"]
+__all__ = ["SHAPES_TOKENIZER_ARGS", "TOKENIZER_ARCH_KEYS", "TokenizerTask", "load_tokenizer", "save_tokenizer",
+           "tokenizer_config", "train_tokenizer"]
+
+#: VQ-VAE architecture keys (the ``TokenizerTask`` arguments that shape the model)
+TOKENIZER_ARCH_KEYS = ("in_channels", "hidden", "downsample", "num_codes", "code_dim", "beta")
+#: the architecture of configs/generation/shapes_vqvae.yaml
+SHAPES_TOKENIZER_ARGS: dict[str, Any] = {"in_channels": 3, "hidden": 48, "downsample": 4, "num_codes": 64,
+                                         "code_dim": 16, "beta": 0.25}
 
 
 class TokenizerTask(BaseTask):
@@ -82,6 +93,70 @@ def load_tokenizer(path: str | Path, key: str = "model.init_args.tokenizer_ckpt"
     except (KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{p}: not a TokenizerTask checkpoint ({err})") from err
     model.eval()
+    for q in model.parameters():
+        q.requires_grad_(False)
+    return model
+
+
+def tokenizer_config(model: VQVAE) -> dict[str, Any]:
+    """The architecture arguments (:data:`TOKENIZER_ARCH_KEYS`) that rebuild ``model``."""
+    conv = model.encoder[0]
+    return {"in_channels": int(model.channels), "hidden": int(conv.out_channels), "downsample": int(model.downsample),
+            "num_codes": int(model.vocab_size), "code_dim": int(model.quantizer.code_dim),
+            "beta": float(model.quantizer.beta)}
+
+
+def save_tokenizer(model: VQVAE, path: str | Path) -> None:
+    """Save ``model`` atomically as a minimal ``TokenizerTask`` checkpoint (``hyper_parameters`` and
+    ``state_dict`` with ``vqvae.`` keys), readable by :func:`load_tokenizer` with ``weights_only=True``."""
+    sd = {f"vqvae.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
+    with atomic_open(path, "wb") as f:
+        torch.save({"hyper_parameters": tokenizer_config(model), "state_dict": sd}, f)
+
+
+def train_tokenizer(dataset: Dataset, args: dict[str, Any] | None = None, steps: int = 300, batch_size: int = 64,
+                    lr: float = 2e-3, warmup_steps: int = 50, seed: int = 0, device: str | torch.device = "cpu",
+                    progress: bool = True, desc: str = "tokenizer") -> VQVAE:
+    """Train a VQ-VAE on the ``image`` s of ``dataset`` with the recipe of shapes_vqvae.yaml: loss = MSE + VQ
+    loss, AdamW (no weight decay), linear warm-up then cosine decay over ``steps``, batches drawn with
+    replacement.
+
+    Args:
+        dataset: samples with ``image (C, H, W)`` in [0, 1].
+        args: VQ-VAE architecture (:data:`TOKENIZER_ARCH_KEYS`; missing keys from :data:`SHAPES_TOKENIZER_ARGS`).
+        steps: optimiser steps.
+        device: where to train.
+        progress: print one progress line every 10 % of the steps.
+        desc: prefix of the progress lines.
+
+    Returns:
+        The trained VQ-VAE, frozen, in eval mode, on the CPU.
+    """
+    from visionkit.datamodules.base import collate_dict
+
+    if steps < 1:
+        raise ValueError(f"train_tokenizer: steps must be >= 1, got {steps}")
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = VQVAE(**{**SHAPES_TOKENIZER_ARGS, **(args or {})}).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
+    sampler = RandomSampler(dataset, replacement=True, num_samples=steps * batch_size, generator=g)
+    loader = DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate_dict, drop_last=True)
+    model.train()
+    every = max(1, steps // 10)
+    for k, batch in enumerate(loader):
+        x = batch["image"].to(device).float()
+        recon, _, vq = model(x)
+        rec = F.mse_loss(recon, x)
+        opt.zero_grad(set_to_none=True)
+        (rec + vq).backward()
+        opt.step()
+        sched.step()
+        if progress and ((k + 1) % every == 0 or k + 1 == steps):
+            print(f"{desc}: step {k + 1}/{steps} recon_mse={rec.item():.5f}", file=sys.stdout, flush=True)
+    model = model.cpu().eval()
     for q in model.parameters():
         q.requires_grad_(False)
     return model
