@@ -16,7 +16,8 @@ config per subprocess, and reports:
 
 Runs on the CPU in float32 with ``--threads`` intra-op threads (default 1); with ``--gpu`` on one GPU in the
 config's precision, adding the peak GPU memory allocated (the CPU time is then the host's share). Configs that
-may need more than 4 GB run under an exclusive ``flock`` of ``/tmp/bigmem.lock`` (the machine is shared). The
+may need more than 4 GB run under an exclusive ``flock`` of ``/tmp/bigmem.lock`` (the machine is shared), unless
+``--max-rss-gb`` bounds every run (a run passing the bound is killed and reported). The
 models are built from scratch (no pretrained weights); the data are random, so only costs are meaningful, never
 accuracies.
 ImageNet: the VQ tokenizer the config expects is stood in by a ``TokenizerTask`` trained for one step on the
@@ -173,10 +174,35 @@ def _bigmem(big: bool) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _rss_gb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return 0.0
+
+
+def _watch(proc: subprocess.Popen, limit_gb: float, hit: list[float]) -> None:
+    """Kill ``proc`` as soon as its resident memory passes ``limit_gb``."""
+    while proc.returncode is None:
+        rss = _rss_gb(proc.pid)
+        if rss > limit_gb:
+            hit.append(rss)
+            proc.kill()
+            return
+        time.sleep(0.1)
+
+
 def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: float,
-               batch_size: int | None = None, gpu: bool = False) -> dict:
-    """Run ``steps`` training steps of one config in a subprocess; returns times and peak RSS."""
+               batch_size: int | None = None, gpu: bool = False, max_rss_gb: float | None = None) -> dict:
+    """Run ``steps`` training steps of one config in a subprocess; returns times and peak RSS.
+
+    With ``max_rss_gb`` the run is killed when its resident memory passes that bound, and takes no lock.
+    """
     write, big = WRITERS[name]
+    big = big and max_rss_gb is None
     overrides = write(data_dir) + (_data(batch_size=batch_size) if batch_size else [])
     out = data_dir / "results" / name.replace("/", "__").replace(".yaml", ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +227,9 @@ def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: flo
                                 stdout=subprocess.DEVNULL, stderr=ef)
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
+        hit: list[float] = []
+        if max_rss_gb is not None:
+            threading.Thread(target=_watch, args=(proc, max_rss_gb, hit), daemon=True).start()
         _, status, usage = os.wait4(proc.pid, 0)  # reaps the child: its own peak RSS
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -215,7 +244,8 @@ def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: flo
                    s_per_step=round(sum(rest) / len(rest), 2), cpu_s_per_step=round(sum(rest_cpu) / len(rest_cpu), 2),
                    steps=len(r["steps"]), gpu_peak_gb=r.get("gpu_gb"))
     else:
-        res["error"] = err.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        res["error"] = ([f"stopped above the {max_rss_gb} GB bound"] if hit else
+                        err.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"])
     return res
 
 
@@ -236,6 +266,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per config")
     p.add_argument("--batch-size", type=int, default=None, help="override the configured batch size")
+    p.add_argument("--max-rss-gb", type=float, default=None,
+                   help="kill a run whose resident memory passes this bound (such runs take no lock)")
     p.add_argument("--gpu", action="store_true", help="run on one GPU with the config's precision (not float32)")
     a = p.parse_args()
     names = a.only or list(WRITERS)
@@ -248,7 +280,7 @@ def main() -> None:
           "|---|---|---|---|---|", flush=True)
     results = []
     for name in names:
-        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size, a.gpu)
+        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size, a.gpu, a.max_rss_gb)
         results.append(r)
         import yaml
 
