@@ -112,3 +112,19 @@ def test_augment_options_are_checked_and_datamodule_runs_it():
     assert (out["image"] >= 0).all() and (out["image"] <= 1).all()
     for k in ("boxes", "labels", "gt_boxes", "points"):
         assert [t.shape[0] for t in out[k]] == [t.shape[0] for t in out["labels"]]
+
+
+def test_boxes_stacked_by_the_collate_are_turned_like_lists():
+    """Equal box counts per image: the collate stacks them into one (B, N, 5) tensor."""
+    g = torch.Generator().manual_seed(3)
+    boxes = [torch.cat([24 + 16 * torch.rand(3, 2, generator=g), torch.tensor([[6.0, 3.0, 0.2]]).expand(3, 3)], 1)
+             for _ in range(2)]
+    as_lists = _batch(boxes)
+    stacked = dict(as_lists)
+    for k in ("boxes", "gt_boxes", "labels", "difficult", "points"):
+        stacked[k] = torch.stack(as_lists[k])
+    angles = torch.tensor([0.4, -1.1])
+    a, b = rotate_batch(as_lists, angles), rotate_batch(stacked, angles)
+    for k in ("boxes", "labels", "points"):
+        for x, y in zip(a[k], b[k]):
+            torch.testing.assert_close(x, y)
