@@ -21,7 +21,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from visionkit.errors import CheckpointError, DatasetNotFoundError
-from visionkit.io import atomic_open
+from visionkit.io import atomic_open, load_torch
 from visionkit.tasks.base import BaseTask
 
 __all__ = ["JudgeClassifier", "JudgeTask", "load_judge", "save_judge", "train_judge"]
@@ -77,7 +77,7 @@ def load_judge(path: str | Path, key: str = "model.init_args.judge_path") -> Jud
     if not p.exists():
         raise DatasetNotFoundError(f"{key}: judge file {p} does not exist (train it first, see docs/generation.md)")
     try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
+        blob = load_torch(p)  # tensors and plain values only
         judge = JudgeClassifier(**blob["config"])
         judge.load_state_dict(blob["state_dict"])
     except (KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:

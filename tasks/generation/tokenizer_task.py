@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchmetrics import MeanSquaredError, MetricCollection
 
 from visionkit.errors import CheckpointError, DatasetNotFoundError
-from visionkit.io import atomic_open
+from visionkit.io import atomic_open, load_torch
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.generation.metrics import CodebookUsage
 from visionkit.tasks.generation.tokenizers import VQVAE
@@ -85,7 +85,7 @@ def load_tokenizer(path: str | Path, key: str = "model.init_args.tokenizer_ckpt"
             f"{key}: tokenizer checkpoint {p} does not exist: train a TokenizerTask on the same images first (the "
             "shapes configs: python -m visionkit fit --config configs/generation/shapes_vqvae.yaml)")
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = load_torch(p)  # tensors and plain values only
         hp = ckpt["hyper_parameters"]
         model = VQVAE(hp["in_channels"], hp["hidden"], hp["downsample"], hp["num_codes"], hp["code_dim"], hp["beta"])
         sd = {k[len("vqvae."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("vqvae.")}
