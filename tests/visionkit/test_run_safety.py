@@ -257,3 +257,20 @@ def test_finiteness_guard_names_the_bad_terms():
         check_finite_losses(task, losses)
     msg = str(exc.value)
     assert msg.startswith("step 41: non-finite loss (loss=nan, cls=inf)") and "box" not in msg
+
+
+def test_weight_files_named_in_configs_load_safely(tmp_path):
+    """``init_weights`` (hands) and ``tokenizer_ckpt`` (generation) refuse a planted payload without running it."""
+    from visionkit.tasks.generation.tokenizer_task import load_tokenizer
+    from visionkit.tasks.hands.task import HandReconstructionTask
+
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}, "x": _Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="evil.ckpt"):
+        load_tokenizer(evil)
+    tiny = {"backbone_kwargs": {"widths": [8, 16, 24, 32, 32], "out_indices": [2, 3, 4]}, "dim": 16, "hidden": 64,
+            "bone_channels": 1}
+    with pytest.raises(CheckpointError, match="evil.ckpt"):
+        HandReconstructionTask(init_weights=str(evil), **tiny)
+    assert not marker.exists()
