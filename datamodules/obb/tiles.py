@@ -6,7 +6,7 @@ resized by ``r`` (bilinear, as the split tool does) and covered with ``size x si
 image is zero-padded at the bottom/right. The task cuts the tiles on its device, detects on batches of tiles,
 maps the detections back to the full image and merges them with rotated NMS per class
 (:func:`visionkit.tasks.obb.tiling.predict_large_image`), so ``predict`` writes one set of detections per full
-image (e.g. DOTA Task1 files with :class:`~visionkit.callbacks.obb.DOTASubmissionWriter`).
+image (e.g. DOTA Task1 files with :class:`~visionkit.tasks.obb.callbacks.DOTASubmissionWriter`).
 
 Sample dict: ``image`` ``(3, H, W)`` uint8 (the image at its own size), ``views`` (per rate, the ``(3, h_r, w_r)``
 uint8 resized image; the same tensor as ``image`` for rate 1), ``rates`` (floats), ``windows`` (per rate,

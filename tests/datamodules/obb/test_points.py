@@ -6,12 +6,12 @@ import torch
 from lightning.pytorch import Trainer
 from PIL import Image
 
-from visionkit.callbacks.pointobb import PseudoLabelWriter
 from visionkit.datamodules.obb.dota import read_dota_txt, write_dota_txt
 from visionkit.datamodules.obb.points import DOTAPoints, SyntheticPointOBB, SyntheticPseudoOBB
 from visionkit.errors import DataError, DatasetNotFoundError
 from visionkit.ops.rotated_boxes import box_iou_rotated, obb2poly, poly2obb
 from visionkit.tasks.obb.pointobb import PointOBBTask
+from visionkit.tasks.obb.pointobb_callbacks import PseudoLabelWriter
 
 TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3, 4]}, fpn_channels=16,
             roi_size=3, head_dim=32)

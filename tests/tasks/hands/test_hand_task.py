@@ -2,14 +2,15 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from visionkit.callbacks.hands import HandJSONWriter, HandSkeletonCallback
 from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.hands.synthetic import SyntheticHands, SyntheticHandsDataset
 from visionkit.tasks.hands import HandReconstructionTask
+from visionkit.tasks.hands.callbacks import HandJSONWriter, HandSkeletonCallback
 
 TINY = {"backbone_kwargs": {"widths": [8, 16, 24, 32, 32], "out_indices": [2, 3, 4]}, "dim": 16, "hidden": 64,
         "bone_channels": 1}
@@ -105,8 +106,8 @@ def test_predict_writes_json_and_the_picture(tmp_path):
     assert json.loads((tmp_path / "pred" / "index_r0.json").read_text())["files"] == [f.name for f in files]
     dm.setup("test")
     b = collate_dict([dm.test_dataset[i] for i in range(2)])
-    png = HandSkeletonCallback.render(task, b)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pic = HandSkeletonCallback.render(task, b)
+    assert pic.dtype == np.uint8 and pic.ndim == 3 and pic.shape[-1] == 3
 
 
 def test_test_run_draws_estimates_against_the_truth(tmp_path):

@@ -70,7 +70,7 @@ def test_cli_fit_then_test(tmp_path, monkeypatch, capsys):
     cfg = yaml.safe_load((CONFIGS / "particles.yaml").read_text())
     cfg["trainer"].update(max_epochs=1, limit_train_batches=2, limit_val_batches=1, limit_test_batches=1,
                           default_root_dir=str(tmp_path / "run"))
-    cfg["trainer"]["callbacks"] = [{"class_path": "visionkit.callbacks.motion.TrajectoryPlotter",
+    cfg["trainer"]["callbacks"] = [{"class_path": "visionkit.tasks.motion.callbacks.TrajectoryPlotter",
                                     "init_args": {"n_scenes": 1}}]
     cfg["model"]["init_args"].update(channels=8, hidden=16, n_layers=1)
     cfg["data"]["init_args"].update(n_train=16, n_val=8, n_test=8, n_steps=5000, sample_every=100,

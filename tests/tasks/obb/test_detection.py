@@ -95,7 +95,7 @@ trainer:
   default_root_dir: {tmp_path / 'run'}
   enable_progress_bar: false
   callbacks:
-    - class_path: visionkit.callbacks.obb.OBBVisualizer
+    - class_path: visionkit.tasks.obb.callbacks.OBBVisualizer
       init_args: {{every_n_epochs: 1, num_images: 2}}
 model:
   class_path: RotatedDetectionTask
@@ -128,7 +128,7 @@ def test_cli_fit_test_predict(tmp_path):
     assert 0.0 <= float(metrics["test_map50"]) <= 1.0
     out = tmp_path / "pred"
     main(["predict", "--config", str(cfg), "--ckpt_path", str(ckpt),
-          "--trainer.callbacks+=visionkit.callbacks.obb.DOTASubmissionWriter",
+          "--trainer.callbacks+=visionkit.tasks.obb.callbacks.DOTASubmissionWriter",
           f"--trainer.callbacks.output_dir={out}", "--trainer.callbacks.draw_images=2",
           "--trainer.callbacks.draw_score_thr=0.0"])
     files = sorted(p.name for p in out.glob("Task1_*.txt"))

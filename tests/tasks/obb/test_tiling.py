@@ -154,7 +154,7 @@ def _read_written(out: Path):
 def test_one_command_predict_equals_split_predict_merge(images, explicit, tmp_path):
     from lightning.pytorch import Trainer
 
-    from visionkit.callbacks.obb import DOTASubmissionWriter
+    from visionkit.tasks.obb.callbacks import DOTASubmissionWriter
 
     task, ref = _task(), explicit
 
@@ -212,7 +212,7 @@ def _override(cfg: Path, ckpt: Path, root: Path, out: Path) -> list[str]:
     return ["predict", "--config", str(cfg), "--ckpt_path", str(ckpt),
             "--data", "LargeImages", f"--data.init_args.root={root}", f"--data.init_args.size={SIZE}",
             f"--data.init_args.gap={GAP}", "--data.init_args.rates=[1.0, 0.5]",
-            "--trainer.callbacks+=visionkit.callbacks.obb.DOTASubmissionWriter",
+            "--trainer.callbacks+=visionkit.tasks.obb.callbacks.DOTASubmissionWriter",
             f"--trainer.callbacks.output_dir={out}", "--trainer.callbacks.draw_images=0"]
 
 

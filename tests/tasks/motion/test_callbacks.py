@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from visionkit.callbacks.motion import EquivarianceRegulariser, NPZWriter, plot_trajectories
+from visionkit.tasks.motion.callbacks import EquivarianceRegulariser, NPZWriter, plot_trajectories
 from visionkit.tasks.motion.task import MotionPredictionTask
 
 

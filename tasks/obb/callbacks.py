@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -12,28 +11,12 @@ import torch
 from lightning.pytorch import Callback
 from torch import Tensor
 
+from visionkit.callbacks.pictures import PALETTE, class_names, png_bytes, save_picture, to_uint8
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open, atomic_write_bytes
 from visionkit.ops.rotated_boxes import obb2poly
-from visionkit.paths import output_dir
 
 __all__ = ["DOTASubmissionWriter", "OBBVisualizer", "draw_obb"]
-
-_PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-            (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40),
-            (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0)]
-
-
-def _to_uint8(image: Tensor) -> np.ndarray:
-    img = image.detach().float().cpu()
-    if img.dim() == 3 and img.shape[0] in (1, 3):
-        img = img.permute(1, 2, 0)
-    if img.shape[-1] == 1:
-        img = img.expand(*img.shape[:2], 3)
-    if img.max() > 1.5:  # 0..255 input
-        img = img / 255.0
-    return (img.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-
 
 def draw_obb(
     image: Tensor,
@@ -60,7 +43,7 @@ def draw_obb(
     """
     from PIL import Image, ImageDraw
 
-    arr = _to_uint8(image)
+    arr = to_uint8(image)
     H, W = arr.shape[:2]
     scale = max(1, int(np.ceil(min_side / max(1, min(H, W)))))
     pil = Image.fromarray(arr).resize((W * scale, H * scale), Image.NEAREST)
@@ -77,31 +60,13 @@ def draw_obb(
         lab = labels.detach().cpu() if labels is not None else torch.zeros(len(boxes), dtype=torch.long)
         for q, k, s in zip(polys(boxes[keep.to(boxes.device)]), lab[keep].tolist(),
                            (scores.detach().cpu()[keep].tolist() if scores is not None else [None] * int(keep.sum()))):
-            color = _PALETTE[int(k) % len(_PALETTE)]
+            color = PALETTE[int(k) % len(PALETTE)]
             draw.polygon([tuple(p) for p in q], outline=color, width=max(1, scale // 2))
             draw.line([tuple(q[0]), tuple(q[1])], fill=(255, 255, 0), width=max(1, scale // 2))  # the w-side at +u
             name = class_names[k] if class_names and k < len(class_names) else str(k)
             text = name if s is None else f"{name} {s:.2f}"
             draw.text((float(q[:, 0].min()), float(q[:, 1].min()) - 10), text, fill=color)
     return np.asarray(pil)
-
-
-def _png_bytes(arr: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _names_from(trainer: Any, pl_module: Any, given: list[str] | None) -> list[str] | None:
-    if given:
-        return list(given)
-    names = getattr(pl_module, "class_names", None)
-    if names:
-        return list(names)
-    dm = getattr(trainer, "datamodule", None)
-    return list(getattr(dm, "class_names", None) or []) or None
 
 
 class DOTASubmissionWriter(PredictionWriter):
@@ -132,7 +97,7 @@ class DOTASubmissionWriter(PredictionWriter):
     def on_predict_epoch_start(self, trainer, pl_module) -> None:
         self._lines = defaultdict(list)
         self._drawn = 0
-        self._names = _names_from(trainer, pl_module, self.class_names)
+        self._names = class_names(trainer, pl_module, self.class_names)
 
     def write_batch(self, prediction: dict[str, Any], batch: dict[str, Any], batch_idx: int, rank: int) -> None:
         boxes, scores, labels = prediction["boxes"], prediction["scores"], prediction["labels"]
@@ -148,7 +113,7 @@ class DOTASubmissionWriter(PredictionWriter):
                 gt = batch.get("gt_boxes", batch.get("boxes"))
                 pic = draw_obb(batch["image"][i], boxes[i], labels[i], scores[i],
                                gt[i] if gt is not None else None, self._names, self.draw_score_thr)
-                atomic_write_bytes(self.output_dir / "images" / f"{image_id}.png", _png_bytes(pic))
+                atomic_write_bytes(self.output_dir / "images" / f"{image_id}.png", png_bytes(pic))
                 self._drawn += 1
 
     def _class_name(self, k: int) -> str:
@@ -241,7 +206,7 @@ class OBBVisualizer(Callback):
         sample, self._sample = self._sample, None
         if sample is None or trainer.global_rank != 0 or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
-        names = _names_from(trainer, pl_module, None)
+        names = class_names(trainer, pl_module, None)
         pics = [draw_obb(im, b, k, s, g, names, self.score_thr)
                 for im, b, k, s, g in zip(sample["image"], sample["boxes"], sample["labels"], sample["scores"],
                                           sample["gt"])]
@@ -250,9 +215,4 @@ class OBBVisualizer(Callback):
         h = max(p.shape[0] for p in pics)
         pics = [np.pad(p, ((0, h - p.shape[0]), (0, 4), (0, 0))) for p in pics]
         grid = np.concatenate(pics, axis=1)
-        folder = output_dir(trainer, "obb_vis", self.output_dir)  # not trainer.log_dir: a collective
-        atomic_write_bytes(folder / f"epoch_{trainer.current_epoch:03d}.png", _png_bytes(grid))
-        for logger in trainer.loggers:
-            exp = getattr(logger, "experiment", None)
-            if hasattr(exp, "add_image"):
-                exp.add_image("val/obb", grid, global_step=trainer.global_step, dataformats="HWC")
+        save_picture(trainer, grid, "obb_vis", f"epoch_{trainer.current_epoch:03d}.png", self.output_dir, "val/obb")

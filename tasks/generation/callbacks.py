@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import Callback
 from torch import Tensor
 
+from visionkit.callbacks.pictures import png_bytes, save_picture, to_uint8
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_write_bytes
-from visionkit.paths import output_dir
 
 __all__ = ["PNGSampleWriter", "SampleGridLogger", "make_grid", "png_bytes"]
 
@@ -32,18 +30,6 @@ def make_grid(images: Tensor, nrow: int, pad: int = 1) -> Tensor:
         y, x = pad + r * (H + pad), pad + c * (W + pad)
         grid[:, y:y + H, x:x + W] = images[k]
     return grid
-
-
-def png_bytes(image: Tensor, scale: int = 1) -> bytes:
-    """Encode ``(C, H, W)`` in [0, 1] (C = 1 or 3) as PNG, upscaled ``scale`` times (nearest)."""
-    from PIL import Image
-
-    arr = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    arr = arr.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
-    np_img = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(np_img)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class SampleGridLogger(Callback):
@@ -77,13 +63,8 @@ class SampleGridLogger(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
             return
-        grid = self.sample_grid(pl_module)
-        for logger in trainer.loggers:
-            exp = getattr(logger, "experiment", None)
-            if hasattr(exp, "add_image"):
-                exp.add_image("samples", grid, global_step=trainer.global_step)
-        path = output_dir(trainer, "samples", self.output_dir) / f"epoch_{trainer.current_epoch:04d}.png"
-        atomic_write_bytes(path, png_bytes(grid, self.scale))
+        grid = to_uint8(self.sample_grid(pl_module), self.scale, rgb=False)
+        save_picture(trainer, grid, "samples", f"epoch_{trainer.current_epoch:04d}.png", self.output_dir, "samples")
 
 
 class PNGSampleWriter(PredictionWriter):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
@@ -11,10 +10,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor, nn
 
+from visionkit.callbacks.pictures import figure_array, save_picture
 from visionkit.callbacks.writer import PredictionWriter
-from visionkit.io import atomic_open, atomic_write_bytes, atomic_write_text
+from visionkit.io import atomic_open, atomic_write_text
 from visionkit.ops.rotations import random_rotation
-from visionkit.paths import output_dir
 
 
 def plot_trajectories(past: Tensor, future: Tensor | None, pred: Tensor, mask: Tensor | None = None,
@@ -88,22 +87,14 @@ class TrajectoryPlotter(Callback):
             return
         if trainer.current_epoch % self.every_n_epochs:
             return
-        import matplotlib.pyplot as plt
-
         s, self._scene = self._scene, None
-        out = output_dir(trainer, "trajectories", self.output_dir)  # not trainer.log_dir: a collective
-        tb = next((lg for lg in trainer.loggers if type(lg).__name__ == "TensorBoardLogger"), None)
         for i in range(s["past"].shape[0]):
             fig = plot_trajectories(s["past"][i], s["future"][i], s["pred"][i],
                                     None if s["mask"] is None else s["mask"][i],
                                     None if s["modes"] is None else s["modes"][i],
                                     title=f"epoch {trainer.current_epoch} scene {i}")
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png")
-            atomic_write_bytes(out / f"epoch{trainer.current_epoch:03d}_scene{i}.png", buf.getvalue())
-            if tb is not None:
-                tb.experiment.add_figure(f"trajectories/{i}", fig, global_step=trainer.global_step)
-            plt.close(fig)
+            save_picture(trainer, figure_array(fig, dpi=100), "trajectories",
+                         f"epoch{trainer.current_epoch:03d}_scene{i}.png", self.output_dir, f"trajectories/{i}")
 
 
 class NPZWriter(PredictionWriter):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from visionkit.callbacks.pictures import figure_array, save_picture
 from visionkit.callbacks.writer import PredictionWriter
-from visionkit.io import atomic_open, atomic_write_bytes
-from visionkit.paths import output_dir
+from visionkit.io import atomic_open
 
 # (child, parent) bones of one hand in the InterHand order (wrist = 20)
 _PARENTS = [1, 2, 3, 20, 5, 6, 7, 20, 9, 10, 11, 20, 13, 14, 15, 20, 17, 18, 19, 20, -1]
@@ -27,7 +27,8 @@ def project(joints3d: Tensor, K: Tensor) -> Tensor:
     return uvw[..., :2] / uvw[..., 2:].clamp_min(1e-6)
 
 
-def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str], reference: Tensor | None = None) -> bytes:
+def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str],
+                   reference: Tensor | None = None) -> np.ndarray:
     """A grid of skeletons over images: one row per image, one column per joint set.
 
     Args:
@@ -69,10 +70,7 @@ def draw_skeletons(images: Tensor, columns: list[Tensor], titles: list[str], ref
             if i == 0:
                 ax.set_title(titles[k], fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_array(fig, dpi=80)
 
 
 class HandSkeletonCallback(Callback):
@@ -101,22 +99,14 @@ class HandSkeletonCallback(Callback):
             return
         if trainer.global_rank != 0:
             return
-        png = self.render(pl_module, self._batch)
-        folder = output_dir(trainer, "hand_skeletons", self.output_dir)  # not trainer.log_dir: a collective
-        atomic_write_bytes(folder / f"epoch_{trainer.current_epoch:03d}.png", png)
-        for logger in trainer.loggers:
-            exp = getattr(logger, "experiment", None)
-            if exp is not None and hasattr(exp, "add_image"):
-                import numpy as np
-                from PIL import Image
-
-                arr = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-                exp.add_image("hand_skeletons", arr, trainer.global_step, dataformats="HWC")
+        save_picture(trainer, self.render(pl_module, self._batch), "hand_skeletons",
+                     f"epoch_{trainer.current_epoch:03d}.png", self.output_dir, "hand_skeletons")
         self._batch = None
 
     @staticmethod
-    def render(pl_module: LightningModule, batch: dict[str, Any]) -> bytes:
-        """PNG of ground truth + each estimate for ``batch`` (the task's forward in eval mode)."""
+    def render(pl_module: LightningModule, batch: dict[str, Any]) -> np.ndarray:
+        """Picture ``(H, W, 3)`` uint8 of ground truth + each estimate for ``batch`` (the task's forward in eval
+        mode)."""
         was = pl_module.training
         pl_module.eval()
         with torch.no_grad():
@@ -136,8 +126,7 @@ class HandSkeletonCallback(Callback):
         """Draws the first test images as ``test.png`` (true skeletons under every estimate)."""
         if self._batch is None or trainer.global_rank != 0:
             return
-        png = self.render(pl_module, self._batch)
-        atomic_write_bytes(output_dir(trainer, "hand_skeletons", self.output_dir) / "test.png", png)
+        save_picture(trainer, self.render(pl_module, self._batch), "hand_skeletons", "test.png", self.output_dir)
         self._batch = None
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from visionkit.callbacks.pointcloud import PLYWriter, read_ply_labels, render_clouds
+from visionkit.tasks.pointcloud.callbacks import PLYWriter, read_ply_labels, render_clouds
 
 
 def test_ply_writer_segmentation_roundtrip(tmp_path):

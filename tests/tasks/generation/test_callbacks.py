@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from visionkit.callbacks.generation import PNGSampleWriter, SampleGridLogger, make_grid, png_bytes
+from visionkit.tasks.generation.callbacks import PNGSampleWriter, SampleGridLogger, make_grid, png_bytes
 
 
 def test_make_grid_and_png_round_trip(tmp_path):
@@ -32,12 +32,12 @@ class _Gen:
 
 def test_sample_grid_logger_writes_png_and_logs(tmp_path):
     logged = []
-    exp = SimpleNamespace(add_image=lambda tag, img, global_step: logged.append((tag, img.shape)))
+    exp = SimpleNamespace(add_image=lambda tag, img, global_step, dataformats: logged.append((tag, img.shape)))
     trainer = SimpleNamespace(sanity_checking=False, current_epoch=1, is_global_zero=True, global_step=10,
                               loggers=[SimpleNamespace(experiment=exp)], default_root_dir=str(tmp_path))
     cb = SampleGridLogger(samples_per_class=2, every_n_epochs=2, scale=1)
     cb.on_validation_epoch_end(trainer, _Gen())
-    assert logged == [("samples", (1, 3 * 5 + 1, 2 * 5 + 1))]
+    assert logged == [("samples", (3 * 5 + 1, 2 * 5 + 1))]
     arr = np.asarray(Image.open(tmp_path / "samples" / "epoch_0001.png"))
     assert arr[1, 1] == 0 and arr[1 + 10, 1] == 255  # row k holds class k (= k / 2 grey)
 

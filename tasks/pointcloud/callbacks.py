@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback
 
+from visionkit.callbacks.pictures import figure_array, save_picture
 from visionkit.callbacks.writer import PredictionWriter
 from visionkit.io import atomic_open
-from visionkit.paths import output_dir
 
 
 def ply_bytes(points: np.ndarray, **int_props: np.ndarray) -> bytes:
@@ -105,17 +105,9 @@ class PointCloudPictures(Callback):
         if trainer.global_rank != 0:
             self._sample = None
             return
-        fig = render_clouds(*self._sample)
-        root = output_dir(trainer, "pictures", self.output_dir)  # not trainer.log_dir: a collective
-        with atomic_open(root / f"epoch_{trainer.current_epoch:03d}.png", "wb") as f:
-            fig.savefig(f, format="png", dpi=80)
-        for logger in trainer.loggers:
-            exp = getattr(logger, "experiment", None)
-            if hasattr(exp, "add_figure"):
-                exp.add_figure("val/pointclouds", fig, global_step=trainer.global_step, close=False)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        picture = figure_array(render_clouds(*self._sample))
+        save_picture(trainer, picture, "pictures", f"epoch_{trainer.current_epoch:03d}.png", self.output_dir,
+                     "val/pointclouds")
         self._sample = None
 
 

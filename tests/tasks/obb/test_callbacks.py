@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from visionkit.callbacks.obb import DOTASubmissionWriter, draw_obb
 from visionkit.ops.rotated_boxes import obb2poly
+from visionkit.tasks.obb.callbacks import DOTASubmissionWriter, draw_obb
 
 
 def _pred(boxes, scores, labels):

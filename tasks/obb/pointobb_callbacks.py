@@ -10,11 +10,10 @@ import torch
 from lightning.pytorch import Callback
 from torch import Tensor
 
-from visionkit.callbacks.obb import _names_from, _png_bytes, draw_obb
+from visionkit.callbacks.pictures import PALETTE, class_names, save_picture
 from visionkit.callbacks.writer import PredictionWriter
-from visionkit.io import atomic_write_bytes
 from visionkit.ops.rotated_boxes import obb2poly
-from visionkit.paths import output_dir
+from visionkit.tasks.obb.callbacks import draw_obb
 
 __all__ = ["PseudoLabelWriter", "PointOBBVisualizer", "draw_points"]
 
@@ -42,7 +41,7 @@ class PseudoLabelWriter(PredictionWriter):
         self.count = 0
 
     def on_predict_epoch_start(self, trainer, pl_module) -> None:
-        self.class_names = _names_from(trainer, pl_module, self.class_names)
+        self.class_names = class_names(trainer, pl_module, self.class_names)
         self.count = 0
 
     def write_batch(self, prediction: dict[str, Any], batch: dict[str, Any], batch_idx: int, rank: int) -> None:
@@ -80,14 +79,13 @@ def draw_points(picture: np.ndarray, points: Tensor, image_size: tuple[int, int]
     """
     from PIL import Image, ImageDraw
 
-    from visionkit.callbacks.obb import _PALETTE
 
     scale = picture.shape[0] / image_size[0]
     pil = Image.fromarray(picture)
     draw = ImageDraw.Draw(pil)
     lab = labels.tolist() if labels is not None else [0] * len(points)
     for (x, y), k in zip((points.detach().float().cpu() * scale).tolist(), lab):
-        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=_PALETTE[int(k) % len(_PALETTE)],
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=PALETTE[int(k) % len(PALETTE)],
                      outline=(0, 0, 0))
     return np.asarray(pil)
 
@@ -141,11 +139,6 @@ class PointOBBVisualizer(Callback):
         if sample is None or not sample["image"] or trainer.global_rank != 0 or \
                 trainer.current_epoch % self.every_n_epochs:
             return
-        grid = self.render(sample, _names_from(trainer, pl_module, None))
-        folder = output_dir(trainer, "pointobb_vis", self.output_dir)  # not trainer.log_dir: a collective
-        self.last_path = folder / f"epoch_{trainer.current_epoch:03d}.png"
-        atomic_write_bytes(self.last_path, _png_bytes(grid))
-        for logger in trainer.loggers:
-            exp = getattr(logger, "experiment", None)
-            if hasattr(exp, "add_image"):
-                exp.add_image("val/pointobb", grid, global_step=trainer.global_step, dataformats="HWC")
+        grid = self.render(sample, class_names(trainer, pl_module, None))
+        self.last_path = save_picture(trainer, grid, "pointobb_vis", f"epoch_{trainer.current_epoch:03d}.png",
+                                      self.output_dir, "val/pointobb")
