@@ -245,6 +245,12 @@ class AutoregressiveGenerationTask(BaseTask):
         self.tokenizer.eval()
         self._tokenizer_pending = False
 
+    def _require_tokenizer(self) -> None:
+        """Refuse to use the untrained stand-in of a tokenizer that was never loaded (outside ``fit``)."""
+        if getattr(self, "_tokenizer_pending", False):
+            raise DatasetNotFoundError(f"model.init_args.tokenizer_ckpt: {self.hparams.tokenizer_ckpt} does not exist "
+                                       "(fit trains it; anything else needs the tokenizer the model was trained with)")
+
     def _prepare_judge(self) -> None:
         hp = self.hparams
         trainer = self._trainer
@@ -308,6 +314,7 @@ class AutoregressiveGenerationTask(BaseTask):
         """``(B, *grid)`` long tokens of a batch (cached ``tokens`` or the tokenizer applied to ``image``)."""
         if "tokens" in batch:
             return batch["tokens"].long()
+        self._require_tokenizer()
         self.tokenizer.eval()
         with torch.no_grad():
             return self.tokenizer.encode(batch["image"])
@@ -357,6 +364,7 @@ class AutoregressiveGenerationTask(BaseTask):
         self.train(was)
         out = {"tokens": tokens}
         if decode:
+            self._require_tokenizer()
             self.tokenizer.eval()
             out["image"] = self.tokenizer.decode(tokens).clamp(0, 1)
         return out

@@ -94,6 +94,15 @@ def test_evaluation_never_trains_a_missing_tokenizer(tmp_path, calls, stage):
     assert "\n" not in str(err.value) and calls == [] and not path.exists()
 
 
+def test_untrained_stand_in_is_never_used(tmp_path):
+    task = _task(tmp_path / "missing.ckpt")
+    assert task.generate(torch.tensor([0, 1]), decode=False)["tokens"].shape == (2, 4, 4)
+    with pytest.raises(DatasetNotFoundError, match="tokenizer_ckpt"):
+        task.generate(torch.tensor([0, 1]))
+    with pytest.raises(DatasetNotFoundError, match="tokenizer_ckpt"):
+        task.batch_losses({"image": torch.rand(2, 3, 16, 16), "label": torch.tensor([0, 1])})
+
+
 def test_fast_dev_run_trains_a_throw_away_tokenizer(tmp_path, calls):
     path = tmp_path / "tok.ckpt"
     task = _task(path, tokenizer_steps=300)
