@@ -146,7 +146,7 @@ WRITERS: dict[str, tuple[Callable[[Path], list[str]], bool]] = {
         fake.write_shapenetpart(r, per_split=64, points=2800)))), True),
     **{f"motion/eth_ucy_{s}.yaml": (lambda d: _data(root=_once(d / "eth_ucy", lambda r: fake.write_eth_ucy(
         r, frames=400, peds=(20, 40), extent=24.0))), False) for s in fake.ETH_UCY_SCENES},
-    "motion/h36m.yaml": (lambda d: _data(root=_once(d / "h36m", lambda r: fake.write_h36m(r, frames=2000))), True),
+    "motion/h36m.yaml": (lambda d: _data(root=_once(d / "h36m", lambda r: fake.write_h36m(r, frames=2000))), False),
     **{f"motion/md17_{m}.yaml": (_md17(m), False) for m in fake.MD17_ATOMS},
     "hands/interhand26m.yaml": (_interhand, True),
     "generation/imagenet_nar.yaml": (_imagenet, True),
