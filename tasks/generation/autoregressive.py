@@ -110,7 +110,7 @@ class AutoregressiveGenerationTask(BaseTask):
         samples_per_image: int = 1,
         judge_steps: int = 600,
         tokenizer_args: dict[str, Any] | None = None,
-        tokenizer_steps: int = 300,
+        tokenizer_steps: int = 1125,
         **kwargs: Any,
     ) -> None:
         if samples_per_image < 1:

@@ -114,7 +114,7 @@ def save_tokenizer(model: VQVAE, path: str | Path) -> None:
         torch.save({"hyper_parameters": tokenizer_config(model), "state_dict": sd}, f)
 
 
-def train_tokenizer(dataset: Dataset, args: dict[str, Any] | None = None, steps: int = 300, batch_size: int = 64,
+def train_tokenizer(dataset: Dataset, args: dict[str, Any] | None = None, steps: int = 1125, batch_size: int = 64,
                     lr: float = 2e-3, warmup_steps: int = 50, seed: int = 0, device: str | torch.device = "cpu",
                     progress: bool = True, desc: str = "tokenizer") -> VQVAE:
     """Train a VQ-VAE on the ``image`` s of ``dataset`` with the recipe of shapes_vqvae.yaml: loss = MSE + VQ
