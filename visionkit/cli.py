@@ -51,7 +51,7 @@ class VisionKitCLI(LightningCLI):
             BaseDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            auto_configure_optimizers=False,
+            auto_configure_optimizers=True,
             args=args,
             run=run,
             **kwargs,
@@ -86,6 +86,12 @@ class VisionKitCLI(LightningCLI):
         if "_class_path" in hparams:
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
+
+    def before_instantiate_classes(self) -> None:
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
+        if cfg.get("model") is not None and cfg.get("data") is not None:
+            link_data_to_model(cfg["data"], cfg["model"])
 
     def instantiate_classes(self) -> None:
         try:
@@ -412,6 +418,54 @@ def _condense_parser_error(text: str, config: str | None = None) -> str:
         return f"{prefix}expected {' or '.join(types)}, got {given.group(1).strip()!r}"
     first = [ln.strip() for ln in inner.splitlines() if ln.strip()]
     return prefix + (first[0] if first else text.strip().splitlines()[0])
+
+
+#: datamodule attributes that the task takes under the same name (the data knows them; configs need not repeat)
+LINKED_ARGUMENTS = ("num_classes", "class_names", "past_len", "future_len", "num_categories", "parts_per_category")
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
+def link_data_to_model(data: Any, model: Any) -> None:
+    """Carry :data:`LINKED_ARGUMENTS` from the configured datamodule into the task's ``init_args``.
+
+    The datamodule is built once from its config (constructors only store their arguments; data is read in
+    ``setup``). A task argument still at its signature default takes the datamodule's value; one set to a
+    different value than the datamodule's is a :class:`ConfigError` naming both.
+    """
+    import inspect
+
+    from jsonargparse import Namespace
+    from jsonargparse._util import import_object
+
+    try:
+        data_cls = import_object(data["class_path"])
+        init = data.get("init_args")
+        dm = data_cls(**(init.as_dict() if isinstance(init, Namespace) else dict(init or {})))
+        model_cls = import_object(model["class_path"])
+    except Exception:  # building it for real reports the error in one line
+        return
+    margs = model.get("init_args")
+    if margs is None:
+        return
+    params = {}
+    for klass in model_cls.__mro__:  # the task's own parameters and those it forwards through **kwargs
+        if "__init__" in vars(klass):
+            for name, p in inspect.signature(klass.__init__).parameters.items():
+                params.setdefault(name, p)
+    for key in LINKED_ARGUMENTS:
+        value = getattr(dm, key, None)
+        if value is None or key not in params or key not in margs:
+            continue
+        current, default = _plain(margs[key]), _plain(params[key].default)
+        if current == _plain(value):
+            continue
+        if current != default:
+            raise ConfigError(f"model.init_args.{key}: {current!r}, but the datamodule ({data_cls.__name__}) gives "
+                              f"{_plain(value)!r}; leave the key out (it comes from the data) or make them agree")
+        margs[key] = value
 
 
 def main(args: list[str] | None = None) -> Any:
