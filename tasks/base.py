@@ -52,7 +52,6 @@ class BaseTask(LightningModule, ABC):
             epochs, factor 0.1), ``"constant"``.
         warmup_steps: linear warm-up length in optimiser steps (0 disables).
         milestones: fractions of ``max_epochs`` at which ``multistep`` divides the rate by 10.
-        grad_clip: gradient-norm clip applied by the task (0 disables).
     """
 
     #: metric the default checkpoint callback tracks, and whether higher is better
@@ -68,7 +67,6 @@ class BaseTask(LightningModule, ABC):
         scheduler: Scheduler = "cosine",
         warmup_steps: int = 0,
         milestones: tuple[float, ...] = (0.67, 0.9),
-        grad_clip: float = 0.0,
         _ignore: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
@@ -224,10 +222,6 @@ class BaseTask(LightningModule, ABC):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        clip = gradient_clip_val or self.hparams.get("grad_clip", 0.0)
-        if clip:
-            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
 
 def _batch_size(batch: dict[str, Any]) -> int:

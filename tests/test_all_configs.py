@@ -49,11 +49,11 @@ def model(**kw) -> list[str]:
 
 # fewer samples for the synthetic datamodules (keyed by the config's data class)
 SMALL = {
-    "SyntheticOBB": data(n_train=4, n_val=2, n_test=2),
-    "visionkit.datamodules.obb.points.SyntheticPointOBB": data(n_train=4, n_val=2, n_test=2),
-    "visionkit.datamodules.obb.points.SyntheticPseudoOBB": data(n_train=4, n_val=2, n_test=2),
+    "SyntheticOBB": data(num_train=4, num_val=2, num_test=2),
+    "visionkit.datamodules.obb.points.SyntheticPointOBB": data(num_train=4, num_val=2, num_test=2),
+    "visionkit.datamodules.obb.points.SyntheticPseudoOBB": data(num_train=4, num_val=2, num_test=2),
     "SyntheticPrimitives": data(num_train=8, num_val=4, num_test=4, cache_dir="pc_cache"),
-    "ChargedParticles": data(n_train=4, n_val=2, n_test=2),
+    "ChargedParticles": data(num_train=4, num_val=2, num_test=2),
     "SyntheticHands": data(num_train=4, num_val=2, num_test=2),
     "SyntheticShapes": data(num_train=24, num_val=12, num_test=12),
     "VoxelShapes": data(num_train=10, num_val=5, num_test=5),
@@ -75,19 +75,19 @@ def _dota(tmp: Path) -> list[str]:
 
 
 def _rsar(tmp: Path) -> list[str]:
-    return data(root=fake.write_rsar(tmp / "RSAR", n_images=2, size=64), img_size=64)
+    return data(root=fake.write_rsar(tmp / "RSAR", n_images=2, size=64), image_size=64)
 
 
 def _dior(tmp: Path) -> list[str]:
-    return data(root=fake.write_dior_r(tmp / "DIOR-R", n_images=2, size=64, point_dir="points"), img_size=64)
+    return data(root=fake.write_dior_r(tmp / "DIOR-R", n_images=2, size=64, point_dir="points"), image_size=64)
 
 
 def _modelnet(tmp: Path) -> list[str]:
-    return data(root=fake.write_modelnet40_h5(tmp / "mn40", n_train=4, n_test=2, points=1024))
+    return data(root=fake.write_modelnet40_h5(tmp / "mn40", num_train=4, num_test=2, points=1024))
 
 
 def _scanobjectnn(tmp: Path) -> list[str]:
-    return data(root=fake.write_scanobjectnn(tmp / "sonn", n_train=4, n_test=2, points=1024))
+    return data(root=fake.write_scanobjectnn(tmp / "sonn", num_train=4, num_test=2, points=1024))
 
 
 def _shapenetpart(tmp: Path) -> list[str]:
@@ -117,7 +117,7 @@ def _pseudo_labels(tmp: Path) -> list[str]:
     from visionkit.datamodules.obb.synthetic import SyntheticOBB
     from visionkit.ops.rotated_boxes import obb2poly
 
-    dm = SyntheticOBB(n_train=4, n_val=2, n_test=2, img_size=128)
+    dm = SyntheticOBB(num_train=4, num_val=2, num_test=2, image_size=128)
     dm.setup("fit")
     out = tmp / "pseudo_labels"
     out.mkdir()
@@ -147,12 +147,6 @@ def _tokenizer_args(ckpt: Path) -> list[str]:
     return model(tokenizer_ckpt=ckpt) + data(tokenizer_ckpt=ckpt)
 
 
-def _shapes_tokenizer(tmp: Path) -> list[str]:
-    """The VQ-VAE of shapes_vqvae.yaml, trained for one step, tokenizes the shapes."""
-    vq = CONFIGS / "generation" / "shapes_vqvae.yaml"
-    return _tokenizer_args(_one_step(["--config", str(vq), *SMALL["SyntheticShapes"]], tmp / "vq"))
-
-
 def _imagenet(tmp: Path) -> list[str]:
     """An ImageNet-layout folder of 32 px JPEGs, a one-step VQ tokenizer on it (16x downsampling, as the
     config's 256 px -> 16 x 16 codes) and a small transformer."""
@@ -180,8 +174,6 @@ CASES: dict[str, Case] = {
     **{f"motion/eth_ucy_{s}.yaml": Case(_eth) for s in ("eth", "hotel", "univ", "zara1", "zara2")},
     **{f"motion/md17_{m}.yaml": Case(_md17(m)) for m in fake.MD17_ATOMS},
     # generation
-    "generation/shapes_nar.yaml": Case(_shapes_tokenizer),
-    "generation/shapes_raster.yaml": Case(_shapes_tokenizer),
     "generation/imagenet_nar.yaml": Case(_imagenet),
     # hands
     "hands/synthetic_refine.yaml": Case(_hands_stage1),

@@ -71,14 +71,14 @@ class _ToyData(Dataset):
 class ToyRegressionData(BaseDataModule):
     """Random linear regression data (seeded)."""
 
-    def __init__(self, n_train: int = 256, n_val: int = 64, dim: int = 8, root: str | None = None,
+    def __init__(self, num_train: int = 256, num_val: int = 64, dim: int = 8, root: str | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        self.n_train, self.n_val, self.dim, self.root = n_train, n_val, dim, root
+        self.num_train, self.num_val, self.dim, self.root = num_train, num_val, dim, root
 
     def setup(self, stage: str | None = None) -> None:
         if self.root is not None:
             self.check_path(self.root, "data.init_args.root")
-        self.train_dataset = _ToyData(self.n_train, self.dim, 1)
-        self.val_dataset = _ToyData(self.n_val, self.dim, 2)
-        self.test_dataset = _ToyData(self.n_val, self.dim, 3)
+        self.train_dataset = _ToyData(self.num_train, self.dim, 1)
+        self.val_dataset = _ToyData(self.num_val, self.dim, 2)
+        self.test_dataset = _ToyData(self.num_val, self.dim, 3)

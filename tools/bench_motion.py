@@ -30,7 +30,7 @@ def _time(fn, repeats: int) -> float:
 
 def bench(batch: int, agents: int, past: int, future: int, dim: int, repeats: int) -> None:
     torch.manual_seed(0)
-    model = EqMotion(past, future, dim, channels=64, hidden=64, n_layers=4)
+    model = EqMotion(past, future, dim, channels=64, hidden=64, num_layers=4)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(batch, agents, past, dim).cumsum(2)
     y = torch.randn(batch, agents, future, dim).cumsum(2)

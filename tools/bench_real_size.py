@@ -137,11 +137,11 @@ WRITERS: dict[str, tuple[Callable[[Path], list[str]], bool]] = {
     "obb/pointobb_dior_r.yaml": (lambda d: _data(root=_once(d / "DIOR-R", lambda r: fake.write_dior_r(
         r, n_images=8, size=800, objects=(5, 60), point_dir="points"))), True),
     "pointcloud/modelnet40_so3_so3.yaml": (lambda d: _data(root=_once(d / "modelnet40", lambda r: (
-        fake.write_modelnet40_h5(r, n_train=256, n_test=64, points=2048)))), True),
+        fake.write_modelnet40_h5(r, num_train=256, num_test=64, points=2048)))), True),
     "pointcloud/modelnet40_z_so3.yaml": (lambda d: _data(root=_once(d / "modelnet40", lambda r: (
-        fake.write_modelnet40_h5(r, n_train=256, n_test=64, points=2048)))), True),
+        fake.write_modelnet40_h5(r, num_train=256, num_test=64, points=2048)))), True),
     "pointcloud/scanobjectnn.yaml": (lambda d: _data(root=_once(d / "scanobjectnn", lambda r: (
-        fake.write_scanobjectnn(r, n_train=256, n_test=64, points=2048)))), True),
+        fake.write_scanobjectnn(r, num_train=256, num_test=64, points=2048)))), True),
     "pointcloud/shapenetpart_z_so3.yaml": (lambda d: _data(root=_once(d / "shapenetpart", lambda r: (
         fake.write_shapenetpart(r, per_split=64, points=2800)))), True),
     **{f"motion/eth_ucy_{s}.yaml": (lambda d: _data(root=_once(d / "eth_ucy", lambda r: fake.write_eth_ucy(

@@ -186,7 +186,7 @@ def _clouds(rng: np.random.Generator, n: int, points: int) -> np.ndarray:
     return (d * rng.uniform(0.3, 1.0, (n, 1, 3))).astype(np.float32)
 
 
-def write_modelnet40_h5(root: str | Path, n_train: int = 8, n_test: int = 4, points: int = 2048,
+def write_modelnet40_h5(root: str | Path, num_train: int = 8, num_test: int = 4, points: int = 2048,
                         per_file: int = 2048, seed: int = 0) -> Path:
     """``modelnet40_ply_hdf5_2048``: ``ply_data_{train,test}<k>.h5`` (``data (S, points, 3)``, ``label (S, 1)``)."""
     import h5py
@@ -195,7 +195,7 @@ def write_modelnet40_h5(root: str | Path, n_train: int = 8, n_test: int = 4, poi
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     (root / "shape_names.txt").write_text("".join(f"class{i:02d}\n" for i in range(40)))
-    for split, n in (("train", n_train), ("test", n_test)):
+    for split, n in (("train", num_train), ("test", num_test)):
         for f, start in enumerate(range(0, n, per_file)):
             m = min(per_file, n - start)
             with h5py.File(root / f"ply_data_{split}{f}.h5", "w") as h:
@@ -204,7 +204,7 @@ def write_modelnet40_h5(root: str | Path, n_train: int = 8, n_test: int = 4, poi
     return root
 
 
-def write_scanobjectnn(root: str | Path, n_train: int = 8, n_test: int = 4, points: int = 2048,
+def write_scanobjectnn(root: str | Path, num_train: int = 8, num_test: int = 4, points: int = 2048,
                        seed: int = 0) -> Path:
     """ScanObjectNN ``h5_files/main_split/{training,test}_objectdataset_augmentedrot_scale75.h5``."""
     import h5py
@@ -212,7 +212,7 @@ def write_scanobjectnn(root: str | Path, n_train: int = 8, n_test: int = 4, poin
     root = Path(root)
     (root / "main_split").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    for name, n in (("training", n_train), ("test", n_test)):
+    for name, n in (("training", num_train), ("test", num_test)):
         with h5py.File(root / "main_split" / f"{name}_objectdataset_augmentedrot_scale75.h5", "w") as h:
             h["data"] = _clouds(rng, n, points)
             h["label"] = rng.integers(0, 15, n).astype(np.int64)

@@ -441,12 +441,18 @@ def link_data_to_model(data: Any, model: Any) -> None:
     from jsonargparse._util import import_object
 
     try:
-        data_cls = import_object(data["class_path"])
-        init = data.get("init_args")
-        dm = data_cls(**(init.as_dict() if isinstance(init, Namespace) else dict(init or {})))
-        model_cls = import_object(model["class_path"])
-    except Exception:  # building it for real reports the error in one line
+        data_cls, model_cls = import_object(data["class_path"]), import_object(model["class_path"])
+    except Exception:  # the parser names unknown classes
         return
+    init = data.get("init_args")
+    try:
+        dm = data_cls(**(init.as_dict() if isinstance(init, Namespace) else dict(init or {})))
+    except VisionKitError:
+        raise
+    except Exception as err:  # the datamodule's own error, before the task could fail on a missing link
+        if os.environ.get("VISIONKIT_TRACEBACK"):
+            raise
+        raise ConfigError(f"data ({data_cls.__name__}): {type(err).__name__}: {_one_line(err)}") from err
     margs = model.get("init_args")
     if margs is None:
         return

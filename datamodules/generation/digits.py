@@ -30,7 +30,7 @@ class TensorImageDataset(Dataset):
 
 
 def stratified_split(labels: np.ndarray, sizes: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:
-    """Split indices into train / val / test with ``sizes = (n_val, n_test)``, class proportions kept.
+    """Split indices into train / val / test with ``sizes = (num_val, num_test)``, class proportions kept.
 
     Returns three sorted index arrays.
     """
@@ -56,16 +56,16 @@ class Digits(GenerationDataModule):
     Args:
         val_size: validation images.
         test_size: test images.
-        split_seed: seed of the split.
+        data_seed: seed of the split.
         **kwargs: ``tokenizer_ckpt``, ``cache_dir`` (token caching) and the ``BaseDataModule`` arguments.
     """
 
     num_classes = 10
     image_size = (8, 8)
 
-    def __init__(self, val_size: int = 180, test_size: int = 360, split_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, val_size: int = 180, test_size: int = 360, data_seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.val_size, self.test_size, self.split_seed = val_size, test_size, split_seed
+        self.val_size, self.test_size, self.data_seed = val_size, test_size, data_seed
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -75,11 +75,11 @@ class Digits(GenerationDataModule):
         data = load_digits()
         images = torch.from_numpy(data.images.astype(np.float32) / 16.0).unsqueeze(1)  # (1797, 1, 8, 8)
         labels = torch.from_numpy(data.target.astype(np.int64))
-        tr, va, te = stratified_split(data.target, (self.val_size, self.test_size), self.split_seed)
+        tr, va, te = stratified_split(data.target, (self.val_size, self.test_size), self.data_seed)
         self.train_dataset = TensorImageDataset(images[tr], labels[tr])
         self.val_dataset = TensorImageDataset(images[va], labels[va])
         self.test_dataset = TensorImageDataset(images[te], labels[te])
         self.attach_tokens()
 
     def cache_key(self) -> str:
-        return f"digits|{self.val_size}|{self.test_size}|{self.split_seed}"
+        return f"digits|{self.val_size}|{self.test_size}|{self.data_seed}"

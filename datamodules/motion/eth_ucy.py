@@ -107,7 +107,7 @@ class ETHUCY(BaseDataModule):
     """ETH-UCY with leave-one-scene-out splits (see the module docstring for layouts and formats).
 
     Batches: ``past (B, A, 8, 2)``, ``future (B, A, 12, 2)``, ``mask (B, A)`` (A = most pedestrians in a window
-    of the split, or ``max_agents``). Evaluate best-of-20 with ``MotionPredictionTask(n_modes=20)``.
+    of the split, or ``max_agents``). Evaluate best-of-20 with ``MotionPredictionTask(num_modes=20)``.
 
     Args:
         root: folder holding the scenes (``data.init_args.root``).

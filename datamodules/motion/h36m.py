@@ -110,7 +110,7 @@ class Human36M(BaseDataModule):
         test_protocol: ``"all"`` or ``"sampled"``.
         test_stride: frames between windows for ``"all"`` (validation uses it too).
         test_samples_per_action: windows per action for ``"sampled"``.
-        sample_seed: seed of the ``"sampled"`` protocol.
+        data_seed: seed of the ``"sampled"`` protocol.
         **kwargs: ``batch_size``, ``num_workers``, ``seed``, ``pin_memory``.
     """
 
@@ -118,7 +118,7 @@ class Human36M(BaseDataModule):
                  future_len: int = 25, train_subjects: tuple[int, ...] = (1, 6, 7, 8, 9),
                  val_subjects: tuple[int, ...] = (11,), test_subjects: tuple[int, ...] = (5,), train_stride: int = 5,
                  test_protocol: str = "sampled", test_stride: int = 10, test_samples_per_action: int = 256,
-                 sample_seed: int = 1234567890, **kwargs) -> None:
+                 data_seed: int = 1234567890, **kwargs) -> None:
         super().__init__(**kwargs)
         actions = list(actions or ACTIONS)
         bad = [a for a in actions if a not in ACTIONS]
@@ -130,7 +130,7 @@ class Human36M(BaseDataModule):
         self.past_len, self.future_len = past_len, future_len
         self.subjects = {"train": train_subjects, "val": val_subjects, "test": test_subjects}
         self.train_stride, self.test_protocol, self.test_stride = train_stride, test_protocol, test_stride
-        self.test_samples_per_action, self.sample_seed = test_samples_per_action, sample_seed
+        self.test_samples_per_action, self.data_seed = test_samples_per_action, data_seed
 
     def sequence(self, subject: int, action: str, subaction: int) -> torch.Tensor:
         """Joint positions ``(T, 22, 3)`` at 25 fps of one file."""
@@ -146,7 +146,7 @@ class Human36M(BaseDataModule):
 
     def _split(self, split: str) -> TrajectoryDataset:
         L = self.past_len + self.future_len
-        rng = np.random.default_rng(self.sample_seed)
+        rng = np.random.default_rng(self.data_seed)
         out = []
         for subject in self.subjects[split]:
             for action in self.actions:

@@ -1,6 +1,6 @@
 """Charged particles: a vectorised N-body simulator with Coulomb-like forces and its datamodule.
 
-Each simulation holds ``n_particles`` point charges ``q_i = ±1`` (drawn uniformly) in ``dim`` dimensions.
+Each simulation holds ``num_particles`` point charges ``q_i = ±1`` (drawn uniformly) in ``dim`` dimensions.
 Particle ``i`` is accelerated by ``a_i = Σ_j q_i q_j (x_i − x_j) / |x_i − x_j|^3`` (like charges repel), the
 acceleration norm clipped at ``max_accel`` so close encounters stay integrable. The equations are integrated
 with a kick-drift-kick leapfrog of step ``dt`` and sampled every ``sample_every`` steps. Initial positions are
@@ -24,18 +24,18 @@ from visionkit.datamodules.motion.common import TrajectoryDataset
 from visionkit.io import atomic_open
 
 
-def simulate_charged_particles(n_sims: int, n_particles: int = 5, dim: int = 3, n_steps: int = 10_000,
+def simulate_charged_particles(num_sims: int, num_particles: int = 5, dim: int = 3, num_steps: int = 10_000,
                                sample_every: int = 200, dt: float = 1e-3, loc_std: float = 1.0,
                                vel_norm: float = 0.5, max_accel: float = 100.0, box_size: float | None = None,
                                seed: int = 0) -> dict[str, np.ndarray]:
-    """Simulate ``n_sims`` independent charged-particle systems at once.
+    """Simulate ``num_sims`` independent charged-particle systems at once.
 
     Args:
-        n_sims: number of simulations ``S``.
-        n_particles: particles per simulation ``N``.
+        num_sims: number of simulations ``S``.
+        num_particles: particles per simulation ``N``.
         dim: spatial dimension ``D``.
-        n_steps: integration steps; frames are taken after ``sample_every, 2 sample_every, ...`` steps
-            (``n_steps // sample_every - 1`` frames: 49 for 10 000 steps sampled every 200).
+        num_steps: integration steps; frames are taken after ``sample_every, 2 sample_every, ...`` steps
+            (``num_steps // sample_every - 1`` frames: 49 for 10 000 steps sampled every 200).
         sample_every: steps between saved frames.
         dt: integration step.
         loc_std: standard deviation of the initial positions.
@@ -45,16 +45,16 @@ def simulate_charged_particles(n_sims: int, n_particles: int = 5, dim: int = 3, 
         seed: seed of the initial conditions and charges.
 
     Returns:
-        ``loc (S, T, N, D)`` and ``vel (S, T, N, D)`` float64 with ``T = n_steps // sample_every - 1`` frames,
+        ``loc (S, T, N, D)`` and ``vel (S, T, N, D)`` float64 with ``T = num_steps // sample_every - 1`` frames,
         ``charges (S, N)`` in ``{-1, +1}``.
     """
     rng = np.random.default_rng(seed)
-    charges = rng.choice(np.array([-1.0, 1.0]), size=(n_sims, n_particles))
-    x = rng.standard_normal((n_sims, n_particles, dim)) * loc_std
-    v = rng.standard_normal((n_sims, n_particles, dim))
+    charges = rng.choice(np.array([-1.0, 1.0]), size=(num_sims, num_particles))
+    x = rng.standard_normal((num_sims, num_particles, dim)) * loc_std
+    v = rng.standard_normal((num_sims, num_particles, dim))
     v *= vel_norm / np.linalg.norm(v, axis=-1, keepdims=True)
-    qq = charges[:, :, None] * charges[:, None, :] * (1.0 - np.eye(n_particles))  # (S, N, N), 0 on the diagonal
-    eye = np.eye(n_particles)
+    qq = charges[:, :, None] * charges[:, None, :] * (1.0 - np.eye(num_particles))  # (S, N, N), 0 on the diagonal
+    eye = np.eye(num_particles)
 
     def accel(x: np.ndarray) -> np.ndarray:
         diff = x[:, :, None, :] - x[:, None, :, :]  # (S, N, N, D): x_i - x_j
@@ -64,8 +64,8 @@ def simulate_charged_particles(n_sims: int, n_particles: int = 5, dim: int = 3, 
         norm = np.sqrt(np.einsum("sid,sid->si", a, a))[..., None]
         return a * np.minimum(1.0, max_accel / np.maximum(norm, 1e-300))
 
-    n_frames = n_steps // sample_every - 1
-    loc = np.empty((n_sims, n_frames, n_particles, dim))
+    n_frames = num_steps // sample_every - 1
+    loc = np.empty((num_sims, n_frames, num_particles, dim))
     vel = np.empty_like(loc)
     a = accel(x)
     for step in range(1, n_frames * sample_every + 1):  # sequential in time; each step vectorised over S, N
@@ -88,17 +88,17 @@ class ChargedParticles(BaseDataModule):
     One sample per simulation: frames ``past_start .. past_start + past_len - 1`` are observed and the next
     ``future_len`` frames (starting ``future_offset`` frames after the last observed one) are predicted.
     Batches: ``past (B, N, T_p, D)``, ``future (B, N, T_f, D)``, ``mask (B, N)`` (all True), ``charges (B, N)``.
-    The train/val/test simulations come from one seeded run (first ``n_train``, next ``n_val``, last ``n_test``).
+    The train/val/test simulations come from one seeded run (first ``num_train``, next ``num_val``, last ``num_test``).
 
     Defaults: 5 particles in 3D, dt 1e-3, 10 000 steps sampled every 200 (49 frames), frames 0-19 -> 20-39.
 
     Args:
-        n_train: training simulations.
-        n_val: validation simulations.
-        n_test: test simulations.
-        n_particles: particles per simulation.
+        num_train: training simulations.
+        num_val: validation simulations.
+        num_test: test simulations.
+        num_particles: particles per simulation.
         dim: spatial dimension.
-        n_steps: integration steps per simulation.
+        num_steps: integration steps per simulation.
         sample_every: steps between frames.
         dt: integration step.
         past_start: first observed frame.
@@ -107,32 +107,32 @@ class ChargedParticles(BaseDataModule):
         future_offset: frames between the last observed frame and the first predicted one (1 = the next).
         box_size: optional box half-width (None: free space).
         cache_dir: folder of the cached simulations.
-        sim_seed: seed of the simulation.
+        data_seed: seed of the simulation.
         **kwargs: ``batch_size``, ``num_workers``, ``seed``, ``pin_memory``.
     """
 
-    def __init__(self, n_train: int = 500, n_val: int = 100, n_test: int = 100, n_particles: int = 5, dim: int = 3,
-                 n_steps: int = 10_000, sample_every: int = 200, dt: float = 1e-3, past_start: int = 0,
+    def __init__(self, num_train: int = 500, num_val: int = 100, num_test: int = 100, num_particles: int = 5,
+                 dim: int = 3, num_steps: int = 10_000, sample_every: int = 200, dt: float = 1e-3, past_start: int = 0,
                  past_len: int = 20, future_len: int = 20, future_offset: int = 1, box_size: float | None = None,
-                 cache_dir: str = "data/charged_particles", sim_seed: int = 42, **kwargs) -> None:
+                 cache_dir: str = "data/charged_particles", data_seed: int = 42, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
-        self.sim_args = dict(n_particles=n_particles, dim=dim, n_steps=n_steps, sample_every=sample_every, dt=dt,
-                             box_size=box_size, seed=sim_seed)
+        self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
+        self.sim_args = dict(num_particles=num_particles, dim=dim, num_steps=num_steps, sample_every=sample_every,
+                             dt=dt, box_size=box_size, seed=data_seed)
         self.past_start, self.past_len = past_start, past_len
         self.future_len, self.future_offset = future_len, future_offset
         self.cache_dir = Path(cache_dir)
-        n_frames = n_steps // sample_every - 1
+        n_frames = num_steps // sample_every - 1
         last = past_start + past_len - 1 + future_offset + future_len - 1
         if past_len < 1 or future_len < 1 or past_start < 0 or future_offset < 1 or last >= n_frames:
             raise ValueError(
                 f"data.init_args: frames {past_start}+{past_len} -> +{future_offset}, {future_len} do not fit in "
-                f"the {n_frames} simulated frames (n_steps / sample_every)")
+                f"the {n_frames} simulated frames (num_steps / sample_every)")
 
     def cache_path(self) -> Path:
         """The ``.npz`` file of this configuration (name derived from all simulation arguments)."""
-        n = self.n_train + self.n_val + self.n_test
-        key = json.dumps({**self.sim_args, "n_sims": n}, sort_keys=True)
+        n = self.num_train + self.num_val + self.num_test
+        key = json.dumps({**self.sim_args, "num_sims": n}, sort_keys=True)
         return self.cache_dir / f"charged_{n}_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
 
     def load_simulations(self) -> dict[str, np.ndarray]:
@@ -141,7 +141,7 @@ class ChargedParticles(BaseDataModule):
         if path.exists():
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}
-        sims = simulate_charged_particles(self.n_train + self.n_val + self.n_test, **self.sim_args)
+        sims = simulate_charged_particles(self.num_train + self.num_val + self.num_test, **self.sim_args)
         with atomic_open(path, "wb") as f:
             np.savez(f, loc=sims["loc"].astype(np.float32), charges=sims["charges"].astype(np.int8))
         return {"loc": sims["loc"].astype(np.float32), "charges": sims["charges"].astype(np.int8)}
@@ -156,7 +156,7 @@ class ChargedParticles(BaseDataModule):
         p0 = self.past_start
         f0 = p0 + self.past_len - 1 + self.future_offset
         past, future = loc[:, :, p0:p0 + self.past_len], loc[:, :, f0:f0 + self.future_len]
-        bounds = np.cumsum([0, self.n_train, self.n_val, self.n_test])
+        bounds = np.cumsum([0, self.num_train, self.num_val, self.num_test])
         parts = [TrajectoryDataset(past[a:b], future[a:b], extra={"charges": q[a:b]})
                  for a, b in zip(bounds[:-1], bounds[1:])]
         self.train_dataset, self.val_dataset, self.test_dataset = parts

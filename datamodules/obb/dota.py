@@ -423,7 +423,7 @@ class OBBImageDataset(Dataset):
         items: ``(image_path, annotation_path or None)`` pairs (None: an unlabelled image).
         reader: ``reader(path) -> dict`` like :func:`read_dota_txt` (already bound to classes/degenerate).
         classes: class names in label order.
-        img_size: resize so the longer side is ``img_size`` and pad to a square (None: keep the size).
+        image_size: resize so the longer side is ``image_size`` and pad to a square (None: keep the size).
         point_mode: points derived from the boxes: ``'center'`` or ``'random'`` (uniform in the box; fixed
             per image and object by ``point_seed``).
         point_reader: ``point_reader(image_path) -> dict`` like :func:`read_point_txt` or None; when given,
@@ -437,7 +437,7 @@ class OBBImageDataset(Dataset):
         items: Sequence[tuple[Path, Path | None]],
         reader: Callable[[Path], dict[str, Any]],
         classes: Sequence[str],
-        img_size: int | None = None,
+        image_size: int | None = None,
         point_mode: str = "center",
         point_reader: Callable[[Path], dict[str, Any]] | None = None,
         point_seed: int = 0,
@@ -451,7 +451,7 @@ class OBBImageDataset(Dataset):
         self.items = list(items)
         self.classes = list(classes)
         self.cls_index = {c: i for i, c in enumerate(self.classes)}
-        self.img_size, self.point_mode, self.point_reader, self.point_seed = img_size, point_mode, point_reader, \
+        self.image_size, self.point_mode, self.point_reader, self.point_seed = image_size, point_mode, point_reader, \
             point_seed
         self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
@@ -501,8 +501,8 @@ class OBBImageDataset(Dataset):
                 points = points_in_boxes(boxes.double(), offsets).float()
             point_labels = ann["labels"].clone()
         scale = 1.0
-        if self.img_size is not None:
-            image, boxes, points, scale = T.resize_pad(image, self.img_size, boxes, points)
+        if self.image_size is not None:
+            image, boxes, points, scale = T.resize_pad(image, self.image_size, boxes, points)
         if self.mean is not None:
             image = (image - self.mean) / (self.std if self.std is not None else 1.0)
         return {
@@ -527,7 +527,7 @@ class DOTADataset(OBBImageDataset):
         split_dir: e.g. ``data/dota_split/train``.
         classes: class list (default DOTA v1.0); unknown names in the files raise :class:`DataError`.
         degenerate: ``'keep'``, ``'skip'`` or ``'error'`` (always reported).
-        **kwargs: :class:`OBBImageDataset` arguments (``img_size``, ``point_mode``, ...).
+        **kwargs: :class:`OBBImageDataset` arguments (``image_size``, ``point_mode``, ...).
     """
 
     def __init__(self, split_dir: str | Path, classes: Sequence[str] = DOTA_V1_0_CLASSES, degenerate: str = "skip",
@@ -562,7 +562,7 @@ class _FolderOBB(BaseDataModule):
     def __init__(
         self,
         root: str = "data",
-        img_size: int | None = 1024,
+        image_size: int | None = 1024,
         hflip_prob: float = 0.5,
         vflip_prob: float = 0.5,
         rot90_prob: float = 0.5,
@@ -582,7 +582,7 @@ class _FolderOBB(BaseDataModule):
             raise ValueError(f"data.init_args.degenerate: expected 'keep', 'skip' or 'error', got {degenerate!r}")
         if point_mode not in ("center", "random"):
             raise ValueError(f"data.init_args.point_mode: expected 'center' or 'random', got {point_mode!r}")
-        self.root, self.img_size = root, img_size
+        self.root, self.image_size = root, image_size
         self.hflip_prob, self.vflip_prob, self.rot90_prob = hflip_prob, vflip_prob, rot90_prob
         if augment_jitter > 0 and mean is not None:
             raise ValueError("data.init_args.augment_jitter: photometric jitter works on [0, 1] images; "
@@ -615,7 +615,7 @@ class _FolderOBB(BaseDataModule):
         return PointFileReader(folder, self.classes)
 
     def make_dataset(self, split: str) -> OBBImageDataset:
-        return OBBImageDataset(self.split_items(split), self.reader, self.classes, self.img_size,
+        return OBBImageDataset(self.split_items(split), self.reader, self.classes, self.image_size,
                                point_mode=self.point_mode, point_reader=self._point_reader(split),
                                point_seed=self.seed, mean=self.mean, std=self.std)
 
@@ -633,7 +633,7 @@ class _FolderOBB(BaseDataModule):
     def augment(self, batch: dict[str, Any]) -> dict[str, Any]:
         if max(self.hflip_prob, self.vflip_prob, self.rot90_prob) > 0:
             if batch["image"].shape[-1] != batch["image"].shape[-2]:
-                raise ValueError("flip/rotation augmentation needs square images: set data.init_args.img_size")
+                raise ValueError("flip/rotation augmentation needs square images: set data.init_args.image_size")
             batch = flip_rotate_batch(batch, hflip_prob=self.hflip_prob, vflip_prob=self.vflip_prob,
                                       rot90_prob=self.rot90_prob)
         return self.batch_augment(batch) if self.batch_augment.active else batch
@@ -669,7 +669,7 @@ class DOTA(_FolderOBB):
     Args:
         root: folder holding the split folders.
         version: ``'v1.0'``, ``'v1.5'`` or ``'v2.0'`` (class list).
-        img_size: resize the longer side to this and pad square (None: native size, e.g. 1024 patches).
+        image_size: resize the longer side to this and pad square (None: native size, e.g. 1024 patches).
         hflip_prob, vflip_prob, rot90_prob: training augmentation probabilities (a turn is 1-3 quarters).
         augment_rotate, augment_max_angle, augment_min_visible, augment_jitter: turns by any angle and
             photometric jitter on the device, as in :class:`~visionkit.datamodules.obb.synthetic.SyntheticOBB`.
@@ -702,8 +702,8 @@ class RSAR(_FolderOBB):
 
     classes = RSAR_CLASSES
 
-    def __init__(self, root: str = "data/RSAR", img_size: int | None = 800, **kwargs: Any) -> None:
-        super().__init__(root=root, img_size=img_size, **kwargs)
+    def __init__(self, root: str = "data/RSAR", image_size: int | None = 800, **kwargs: Any) -> None:
+        super().__init__(root=root, image_size=image_size, **kwargs)
 
     def reader(self, path: Path) -> dict[str, Any]:
         return read_dota_txt(path, self.classes, degenerate=self.degenerate, allow_header=False, warn=False)
@@ -722,8 +722,8 @@ class DIORR(_FolderOBB):
 
     classes = DIOR_R_CLASSES
 
-    def __init__(self, root: str = "data/DIOR-R", img_size: int | None = 800, **kwargs: Any) -> None:
-        super().__init__(root=root, img_size=img_size, **kwargs)
+    def __init__(self, root: str = "data/DIOR-R", image_size: int | None = 800, **kwargs: Any) -> None:
+        super().__init__(root=root, image_size=image_size, **kwargs)
 
     def reader(self, path: Path) -> dict[str, Any]:
         return read_dior_xml(path, self.classes, degenerate=self.degenerate, warn=False)

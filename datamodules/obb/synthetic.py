@@ -287,7 +287,7 @@ class SyntheticOBBDataset(Dataset):
         n: number of images.
         split: name used in ``image_id`` and to separate the random streams of the splits.
         seed: data seed; image ``i`` of a split is the same whatever ``n`` is.
-        img_size: ``int`` (square) or ``(H, W)``.
+        image_size: ``int`` (square) or ``(H, W)``.
         label_mode: ``'obb'``, ``'hbb'`` or ``'point'``.
         point_mode: ``'center'`` or ``'random'``.
         other args: see :class:`SyntheticOBB`.
@@ -298,7 +298,7 @@ class SyntheticOBBDataset(Dataset):
         n: int,
         split: str = "train",
         seed: int = 0,
-        img_size: int | tuple[int, int] = 128,
+        image_size: int | tuple[int, int] = 128,
         max_objects: int = 6,
         min_size: float = 16.0,
         max_size: float = 48.0,
@@ -309,7 +309,7 @@ class SyntheticOBBDataset(Dataset):
         label_mode: str = "obb",
         point_mode: str = "center",
     ) -> None:
-        H, W = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         _check_options(label_mode, point_mode, shapes, min_size, max_size, aspect_range, H, W, max_objects)
         self.split, self.label_mode, self.point_mode = split, label_mode, point_mode
         self.H, self.W = H, W
@@ -380,8 +380,8 @@ class SyntheticOBB(BaseDataModule):
     uint8. Sample keys are listed in the module docstring.
 
     Args:
-        n_train, n_val, n_test: images per split.
-        img_size: side of the square images (pixels).
+        num_train, num_val, num_test: images per split.
+        image_size: side of the square images (pixels).
         max_objects: objects per image are uniform in ``1..max_objects``.
         min_size, max_size: range of the long side ``w`` (pixels).
         aspect_range: range of ``w / h`` (>= 1.5).
@@ -405,10 +405,10 @@ class SyntheticOBB(BaseDataModule):
 
     def __init__(
         self,
-        n_train: int = 1000,
-        n_val: int = 200,
-        n_test: int = 200,
-        img_size: int = 128,
+        num_train: int = 1000,
+        num_val: int = 200,
+        num_test: int = 200,
+        image_size: int = 128,
         max_objects: int = 6,
         min_size: float = 16.0,
         max_size: float = 48.0,
@@ -430,16 +430,16 @@ class SyntheticOBB(BaseDataModule):
         if augment_rotate > 0 and label_mode == "hbb":
             raise ValueError("data.init_args.augment_rotate: arbitrary turns need label_mode 'obb' or 'point', "
                              "not 'hbb'")
-        _check_options(label_mode, point_mode, shapes, min_size, max_size, aspect_range, img_size, img_size,
+        _check_options(label_mode, point_mode, shapes, min_size, max_size, aspect_range, image_size, image_size,
                        max_objects)
-        self.n = {"train": n_train, "val": n_val, "test": n_test}
-        self.common = dict(seed=data_seed, img_size=img_size, max_objects=max_objects, min_size=min_size,
+        self.n = {"train": num_train, "val": num_val, "test": num_test}
+        self.common = dict(seed=data_seed, image_size=image_size, max_objects=max_objects, min_size=min_size,
                            max_size=max_size, aspect_range=tuple(aspect_range), shapes=tuple(shapes),
                            max_overlap=max_overlap, noise_std=noise_std, label_mode=label_mode,
                            point_mode=point_mode)
         self.class_names = list(shapes)
         self.num_classes = len(shapes)
-        self.img_size = img_size
+        self.image_size = image_size
         self.augment_flips = augment_flips
         self.batch_augment = OBBBatchAugment(
             rotate_prob=augment_rotate, max_angle=augment_max_angle, min_visible=augment_min_visible,

@@ -2,6 +2,6 @@
 
 from visionkit.tasks.motion.baselines import ConstantVelocity
 from visionkit.tasks.motion.eqmotion import EqMotion
-from visionkit.tasks.motion.task import MotionPredictionTask
+from visionkit.tasks.motion.prediction import MotionPredictionTask
 
 __all__ = ["ConstantVelocity", "EqMotion", "MotionPredictionTask"]

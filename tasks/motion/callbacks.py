@@ -56,19 +56,19 @@ def plot_trajectories(past: Tensor, future: Tensor | None, pred: Tensor, mask: T
 
 
 class TrajectoryPlotter(Callback):
-    """Every ``every_n_epochs`` validation epochs, draw the first ``n_scenes`` scenes of the first validation batch.
+    """Every ``every_n_epochs`` validation epochs, draw the first ``num_scenes`` scenes of the first validation batch.
 
     The pictures go to TensorBoard (``trajectories/<i>``, when a TensorBoard logger is attached) and are saved as
     ``<output_dir>/epoch<NNN>_scene<i>.png`` (default ``output_dir``: ``<log_dir>/trajectories``).
 
     Args:
-        n_scenes: scenes drawn per epoch.
+        num_scenes: scenes drawn per epoch.
         every_n_epochs: drawing period.
         output_dir: folder of the PNG files (None: next to the logs).
     """
 
-    def __init__(self, n_scenes: int = 4, every_n_epochs: int = 1, output_dir: str | None = None) -> None:
-        self.n_scenes, self.every_n_epochs = n_scenes, every_n_epochs
+    def __init__(self, num_scenes: int = 4, every_n_epochs: int = 1, output_dir: str | None = None) -> None:
+        self.num_scenes, self.every_n_epochs = num_scenes, every_n_epochs
         self.output_dir = output_dir
         self._scene: dict[str, Tensor] | None = None
 
@@ -76,7 +76,7 @@ class TrajectoryPlotter(Callback):
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
         if batch_idx != 0 or dataloader_idx != 0 or not isinstance(outputs, dict) or "future" not in outputs:
             return
-        n = self.n_scenes
+        n = self.num_scenes
         self._scene = {"past": batch["past"][:n].cpu(), "future": batch["future"][:n].cpu(),
                        "pred": outputs["future"][:n].cpu(),
                        "mask": batch["mask"][:n].cpu() if "mask" in batch else None,
@@ -130,7 +130,7 @@ class EquivarianceRegulariser(Callback):
 
     ``g`` is a random rotation (with a random reflection when ``reflections``) and translation drawn per sample
     and step. The callback registers the term in the task's ``loss_terms`` (see
-    :class:`~visionkit.tasks.motion.task.MotionPredictionTask`), so it is part of the loss that the task
+    :class:`~visionkit.tasks.motion.prediction.MotionPredictionTask`), so it is part of the loss that the task
     computes inside its (DDP-wrapped) training step and is logged as ``train_equivariance``. For an exactly
     equivariant model (EqMotion) the penalty is zero up to rounding.
 

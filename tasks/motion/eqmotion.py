@@ -102,9 +102,9 @@ def scene_extent(X: Tensor, mask: Tensor, floor: float = 1e-6) -> Tensor:
 class EqMotionLayer(nn.Module):
     """One equivariant feature-learning layer (gate, aggregation, velocity term, non-linearity, h update)."""
 
-    def __init__(self, channels: int, hidden: int, n_categories: int, eps: float, update_h: bool = True) -> None:
+    def __init__(self, channels: int, hidden: int, num_categories: int, eps: float, update_h: bool = True) -> None:
         super().__init__()
-        C, H, K = channels, hidden, n_categories
+        C, H, K = channels, hidden, num_categories
         self.K, self.H, self.eps = K, H, eps
         self.gate = nn.Linear(H, C)
         self.phi = PairMLP(H, C, [H, K * H], last_act=True)  # K category-specific edge functions at once
@@ -153,10 +153,10 @@ class EqMotion(nn.Module):
         dim: spatial dimension ``D`` (any; 2 for pedestrians, 3 for particles, atoms, joints).
         channels: geometric channels ``C``.
         hidden: invariant feature width ``H``.
-        n_layers: equivariant layers ``L``.
-        n_categories: edge categories ``K`` of the interaction reasoning.
+        num_layers: equivariant layers ``L``.
+        num_categories: edge categories ``K`` of the interaction reasoning.
         tau: softmax temperature of the edge categories.
-        n_modes: output modes (``> 1``: best-of-K multi-modal head).
+        num_modes: output modes (``> 1``: best-of-K multi-modal head).
         dct: encode the past and decode the future in the orthonormal DCT basis along time.
         eps: smoothing of norms and projections (does not affect equivariance).
         input_scale: data units per model unit; positions are divided by it on input and predictions multiplied
@@ -170,7 +170,7 @@ class EqMotion(nn.Module):
     """
 
     def __init__(self, past_len: int = 20, future_len: int = 20, dim: int = 3, channels: int = 64, hidden: int = 64,
-                 n_layers: int = 4, n_categories: int = 2, tau: float = 1.0, n_modes: int = 1, dct: bool = False,
+                 num_layers: int = 4, num_categories: int = 2, tau: float = 1.0, num_modes: int = 1, dct: bool = False,
                  eps: float = 1e-8, input_scale: float = 1.0, normalize: str = "scene") -> None:
         super().__init__()
         if past_len < 2:
@@ -178,9 +178,9 @@ class EqMotion(nn.Module):
         if normalize not in ("scene", "none"):
             raise ValueError(f"normalize: expected 'scene' or 'none', got {normalize!r}")
         self.normalize = normalize
-        Tp, Tf, C, H, K = past_len, future_len, channels, hidden, n_categories
+        Tp, Tf, C, H, K = past_len, future_len, channels, hidden, num_categories
         self.past_len, self.future_len, self.dim = Tp, Tf, dim
-        self.n_modes, self.tau, self.eps, self.dct, self.H = n_modes, tau, eps, dct, H
+        self.num_modes, self.tau, self.eps, self.dct, self.H = num_modes, tau, eps, dct, H
         self.input_scale = float(input_scale)
         # invariant input: speeds (T_p), cosines of turning angles (T_p - 1), distances to the centre (T_p)
         self.embed = mlp([3 * Tp - 1, H, H])
@@ -189,8 +189,8 @@ class EqMotion(nn.Module):
         self.edge = PairMLP(H, C, [H, H], last_act=True)
         self.node = mlp([2 * H, H, H])
         self.category = PairMLP(H, H, [H, K])
-        self.layers = nn.ModuleList(EqMotionLayer(C, H, K, eps, update_h=i < n_layers - 1) for i in range(n_layers))
-        self.w_out = nn.Parameter(torch.randn(n_modes * Tf, C) / math.sqrt(C))
+        self.layers = nn.ModuleList(EqMotionLayer(C, H, K, eps, update_h=i < num_layers - 1) for i in range(num_layers))
+        self.w_out = nn.Parameter(torch.randn(num_modes * Tf, C) / math.sqrt(C))
         if dct:
             self.register_buffer("dct_past", dct_matrix(Tp), persistent=False)
             self.register_buffer("dct_future", dct_matrix(Tf), persistent=False)
@@ -205,7 +205,7 @@ class EqMotion(nn.Module):
                 and their outputs are zero.
 
         Returns:
-            ``future (B, A, T_f, D)`` (the first mode) and, when ``n_modes > 1``, ``modes (B, K, A, T_f, D)``.
+            ``future (B, A, T_f, D)`` (the first mode) and, when ``num_modes > 1``, ``modes (B, K, A, T_f, D)``.
         """
         B, A, Tp, D = past.shape
         if Tp != self.past_len:
@@ -250,13 +250,13 @@ class EqMotion(nn.Module):
         for layer in self.layers:
             G, h = layer(G, h, vel, cat, m, pair, n_nb)
 
-        out = _mix(self.w_out, G).view(B, A, self.n_modes, self.future_len, D)
+        out = _mix(self.w_out, G).view(B, A, self.num_modes, self.future_len, D)
         if self.dct:
             out = _mix(self.dct_future.T, out)
         out = ((out + x_bar[:, :, None]) * scale[:, :, None] + centre[:, :, None]) * (m[..., None, None, None]
                                                                                   * self.input_scale)
         modes = out.permute(0, 2, 1, 3, 4)  # (B, K, A, T_f, D)
         result = {"future": modes[:, 0]}
-        if self.n_modes > 1:
+        if self.num_modes > 1:
             result["modes"] = modes
         return result

@@ -38,7 +38,7 @@ class PointCloudClassificationTask(BaseTask):
         train_rotation: ``none``, ``z`` or ``so3``.
         test_rotation: ``none``, ``z`` or ``so3``.
         test_repeats: seeded rotations per test shape.
-        rotation_seed: seed of the evaluation rotations.
+        eval_seed: seed of the evaluation rotations.
         up_axis: axis of ``z`` rotations; None takes the datamodule's ``up_axis`` (else ``z``).
         label_smoothing: cross-entropy label smoothing (PaRot: 0.2).
         disentangle_weights: PaRot loss weights ``(consistency local, consistency global, orthogonality local,
@@ -54,7 +54,7 @@ class PointCloudClassificationTask(BaseTask):
 
     def __init__(self, model: str = "pointnet", num_classes: int = 10, frame_averaging: str = "none",
                  model_args: dict[str, Any] | None = None, train_rotation: str = "z", test_rotation: str = "so3",
-                 test_repeats: int = 3, rotation_seed: int = 0, up_axis: str | None = None,
+                 test_repeats: int = 3, eval_seed: int = 0, up_axis: str | None = None,
                  label_smoothing: float = 0.0, disentangle_weights: tuple[float, float, float, float] = (
                      1.0, 1.0, 0.2, 0.1), **kwargs: Any) -> None:
         check_mode(train_rotation, "model.init_args.train_rotation")
@@ -141,7 +141,7 @@ class PointCloudClassificationTask(BaseTask):
         if mode == "none":
             return batch
         keys = sample_keys(batch, batch_idx)
-        R = seeded_rotations(mode, keys, repeat, self.hparams.rotation_seed, self.up_axis,
+        R = seeded_rotations(mode, keys, repeat, self.hparams.eval_seed, self.up_axis,
                              dtype=batch["points"].dtype, device=batch["points"].device)
         return rotate_batch(batch, R)
 

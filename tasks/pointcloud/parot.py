@@ -137,7 +137,7 @@ class PaRot(nn.Module):
         num_categories: one-hot categories of the segmentation head.
         propagate_k: nearest centres of each point in feature propagation (paper: 11).
         seg_dim: width of the propagation and segmentation MLPs.
-        inference_seed: seed of the patch rotations at inference (reproducible predictions).
+        eval_seed: seed of the patch rotations at inference (reproducible predictions).
 
     Shapes:
         ``forward(points (B, N, 3), category (B,) | None) -> (B, C) | (B, N, C)``;
@@ -148,9 +148,9 @@ class PaRot(nn.Module):
                  relation_k: int = 32, encoder_widths: Sequence[int] = (64, 128, 128), feat_dim: int = 128,
                  agg_dim: int = 128, emb_dim: int = 1024, head: Sequence[int] = (512, 256), dropout: float = 0.5,
                  segmentation: bool = False, num_categories: int = 0, propagate_k: int = 11,
-                 seg_dim: int = 128, inference_seed: int = 0) -> None:
+                 seg_dim: int = 128, eval_seed: int = 0) -> None:
         super().__init__()
-        self.inference_seed = inference_seed
+        self.eval_seed = eval_seed
         self.M, self.k, self.G, self.kr = num_centres, local_k, global_points, relation_k
         self.segmentation, self.num_categories, self.kp = segmentation, num_categories, propagate_k
         self.local_net = DisentangleNet(encoder_widths, feat_dim)
@@ -189,7 +189,7 @@ class PaRot(nn.Module):
         glob = gpts[:, None] - centres[:, :, None]  # (B, M, G, 3)
         # inference sees the patches under seeded random rotations, exactly as training does: with Haar
         # rotations restored afterwards the distribution of every code is the same for any pose of the cloud
-        g = None if siamese else torch.Generator().manual_seed(self.inference_seed)
+        g = None if siamese else torch.Generator().manual_seed(self.eval_seed)
         per = None if siamese else M
         f_l, O_l, loss_l = self.local_net.disentangle(local.reshape(B * M, k, 3), siamese, g, per)
         f_g, O_g, loss_g = self.global_net.disentangle(glob.reshape(B * M, G, 3), siamese, g, per)

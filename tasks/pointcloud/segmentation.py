@@ -25,7 +25,7 @@ class PartSegmentationTask(PointCloudClassificationTask):
             their sum), e.g. ``[4, 2, 2, 4, 4, 3, 3, 2, 4, 2, 6, 2, 3, 3, 3, 3]`` for ShapeNetPart.
         use_category: feed the one-hot category to the network.
         **kwargs: :class:`PointCloudClassificationTask` arguments (``model``, ``frame_averaging``, rotation
-            protocol, optimisation); ``num_classes`` is ignored.
+            protocol, optimisation); the number of classes is the total number of parts.
 
     Batch keys: ``points (B, N, 3)``, ``seg (B, N)``, ``category (B,)``. Prediction: ``{"logits": (B, N, P)}``.
     """
@@ -38,7 +38,7 @@ class PartSegmentationTask(PointCloudClassificationTask):
                  **kwargs: Any) -> None:
         if not parts_per_category or any(int(p) < 1 for p in parts_per_category):
             raise ValueError(f"model.init_args.parts_per_category: expected positive counts, got {parts_per_category}")
-        super().__init__(**kwargs)
+        super().__init__(num_classes=sum(int(p) for p in parts_per_category), **kwargs)
 
     @property
     def category_parts(self) -> list[list[int]]:

@@ -26,13 +26,13 @@ def data(**kw) -> list[str]:
 
 
 CONFIGS = {
-    "obb/synthetic.yaml": data(n_train=4, n_val=2, n_test=2, batch_size=2, img_size=64),
-    "obb/pointobb_synthetic.yaml": data(n_train=4, n_val=2, n_test=2, batch_size=2, img_size=64),
+    "obb/synthetic.yaml": data(num_train=4, num_val=2, num_test=2, batch_size=2, image_size=64),
+    "obb/pointobb_synthetic.yaml": data(num_train=4, num_val=2, num_test=2, batch_size=2, image_size=64),
     "pointcloud/synthetic_fa_pointnet_seg.yaml": data(num_train=8, num_val=4, num_test=4, batch_size=4,
                                                       cache_dir="pc_cache"),
     "pointcloud/synthetic_parot_cls.yaml": data(num_train=8, num_val=4, num_test=4, batch_size=4,
                                                 cache_dir="pc_cache"),
-    "motion/particles.yaml": data(n_train=4, n_val=2, n_test=2, batch_size=2, cache_dir="particles_cache"),
+    "motion/particles.yaml": data(num_train=4, num_val=2, num_test=2, batch_size=2, cache_dir="particles_cache"),
     "generation/digits_raster.yaml": data(batch_size=8) + ["--model.init_args.judge_path", "null"],
     "generation/shapes_vqvae.yaml": data(num_train=24, num_val=12, num_test=12, batch_size=8),
     "hands/synthetic.yaml": data(num_train=4, num_val=2, num_test=2, batch_size=2),

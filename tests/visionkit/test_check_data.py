@@ -10,7 +10,7 @@ from visionkit.cli import main
 from visionkit.errors import DataError
 
 TOY = ["check-data", "--model", "toy.ToyRegressionTask", "--data", "toy.ToyRegressionData",
-       "--data.init_args.n_train", "20", "--data.init_args.n_val", "8"]
+       "--data.init_args.num_train", "20", "--data.init_args.num_val", "8"]
 
 
 def test_clean_data_passes(tmp_path, monkeypatch, capsys):

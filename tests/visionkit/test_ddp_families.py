@@ -50,15 +50,15 @@ FAMILIES = {
         model={"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [2, 3, 4], "norm": "group"},
                "fpn_channels": 16, "head_convs": 1, "warmup_steps": 0},
         # no random augmentation: its draws depend on the rank, so two processes would not see one's batches
-        data={"n_train": 8, "n_val": 4, "n_test": 4, "img_size": 64, "augment_flips": False, "augment_rotate": 0.0,
-              "augment_jitter": 0.0},
+        data={"num_train": 8, "num_val": 4, "num_test": 4, "image_size": 64, "augment_flips": False,
+              "augment_rotate": 0.0, "augment_jitter": 0.0},
         pictures="obb_vis", compare=("val_loss", "val_map50", "test_loss", "test_map50")),
     "pointobb": Family(
         "obb/pointobb_synthetic.yaml",
         model={"backbone_kwargs": {"widths": [8, 8, 16, 16], "out_indices": [1, 2, 3]}, "fpn_channels": 16,
                "head_dim": 16, "tensor_maps": 4, "num_negatives": 8, "bag_scales": [10.0, 20.0, 30.0],
                "bag_ratios": [0.5, 1.0, 2.0], "topk": 3},
-        data={"n_train": 4, "n_val": 4, "n_test": 4, "img_size": 64},
+        data={"num_train": 4, "num_val": 4, "num_test": 4, "image_size": 64},
         pictures="pointobb_vis", written=4),
     "pointcloud": Family(
         "pointcloud/synthetic_fa_pointnet_seg.yaml",
@@ -67,8 +67,8 @@ FAMILIES = {
         pictures="pictures"),
     "motion": Family(
         "motion/particles.yaml",
-        model={"channels": 8, "hidden": 8, "n_layers": 1, "past_len": 4, "future_len": 4},
-        data={"n_train": 4, "n_val": 4, "n_test": 4, "n_steps": 2000, "sample_every": 200, "past_len": 4,
+        model={"channels": 8, "hidden": 8, "num_layers": 1, "past_len": 4, "future_len": 4},
+        data={"num_train": 4, "num_val": 4, "num_test": 4, "num_steps": 2000, "sample_every": 200, "past_len": 4,
               "future_len": 4, "cache_dir": "particles_cache"},
         pictures="trajectories"),
     "generation": Family(

@@ -11,7 +11,7 @@ TASK = "visionkit.tasks.obb.RotatedDetectionTask"
 
 
 def _cfg(**model_args):
-    data = Namespace(class_path=DATA, init_args=Namespace(shapes=("rectangle", "ellipse"), n_train=2))
+    data = Namespace(class_path=DATA, init_args=Namespace(shapes=("rectangle", "ellipse"), num_train=2))
     model = Namespace(class_path=TASK, init_args=Namespace(**model_args))
     return data, model
 

@@ -15,7 +15,7 @@ CONFIG = """model:
   init_args: {{hidden: {hidden}}}
 data:
   class_path: toy.ToyRegressionData
-  init_args: {{n_train: 64, n_val: 32, batch_size: 16}}
+  init_args: {{num_train: 64, num_val: 32, batch_size: 16}}
 trainer: {{max_epochs: {epochs}, enable_progress_bar: false, enable_model_summary: false, log_every_n_steps: 1}}
 """
 
@@ -65,8 +65,8 @@ def test_run_folder_per_config_and_last_is_the_latest(cwd, capsys):
     err = one_error(["fit", "--config", b, "--trainer.default_root_dir", str(ra.parent), "--ckpt_path", "last"],
                     capsys)
     assert "another experiment" in err and "model.init_args.hidden: 16 -> 8" in err
-    err = one_error(["fit", "--config", a, "--data.init_args.n_train", "32", "--ckpt_path", "last"], capsys)
-    assert "data.init_args.n_train: 64 -> 32" in err
+    err = one_error(["fit", "--config", a, "--data.init_args.num_train", "32", "--ckpt_path", "last"], capsys)
+    assert "data.init_args.num_train: 64 -> 32" in err
     # trainer keys and worker counts may differ; the same experiment resumes
     assert run(["fit", "--config", a, "--ckpt_path", "last", "--trainer.max_epochs", "3",
                 "--data.init_args.num_workers", "0"], capsys)[0] == 0
@@ -154,7 +154,7 @@ def test_non_finite_loss_stops_without_checkpoint(cwd, capsys):
         (["--model", "toy.NoTask"], "unknown class 'toy.NoTask'"),
         (["--model", "MotionPredictionTask", "--data", "SyntheticOBB"], "motion task but data SyntheticOBB is a obb"),
         (["--trainer.default_root_dir", "{cwd}/a.yaml/run"], "checkpoint folder"),
-        (["--data.init_args.n_train", "0"], "data (ToyRegressionData): the train split is empty"),
+        (["--data.init_args.num_train", "0"], "data (ToyRegressionData): the train split is empty"),
     ],
 )
 def test_bad_values_give_one_line(cwd, capsys, extra, expected):

@@ -13,9 +13,9 @@ from visionkit.tasks.generation import TokenizerTask
 from visionkit.tasks.generation.tokenizers import VQVAE
 
 
-def _folder(root, n_train=5, n_val=2):
+def _folder(root, num_train=5, num_val=2):
     rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("val", n_val)):
+    for split, n in (("train", num_train), ("val", num_val)):
         for cls in ("a", "b"):
             d = root / split / cls
             d.mkdir(parents=True)

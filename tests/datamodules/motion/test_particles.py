@@ -35,7 +35,7 @@ def _reference(x, v, q, dt, steps, max_accel):
 
 
 def test_matches_loop_reference():
-    out = simulate_charged_particles(3, n_particles=4, n_steps=300, sample_every=100, dt=1e-3, seed=3)
+    out = simulate_charged_particles(3, num_particles=4, num_steps=300, sample_every=100, dt=1e-3, seed=3)
     rng = np.random.default_rng(3)  # the same draws as the simulator, in the same order
     q = rng.choice(np.array([-1.0, 1.0]), size=(3, 4))
     x0 = rng.standard_normal((3, 4, 3))
@@ -49,7 +49,7 @@ def test_matches_loop_reference():
 
 
 def test_energy_conserved_without_clipping():
-    out = simulate_charged_particles(20, n_steps=2000, sample_every=100, dt=1e-3, max_accel=1e12, loc_std=3.0,
+    out = simulate_charged_particles(20, num_steps=2000, sample_every=100, dt=1e-3, max_accel=1e12, loc_std=3.0,
                                      seed=1)
     x, v, q = out["loc"], out["vel"], out["charges"]
     d = np.linalg.norm(x[:, :, :, None] - x[:, :, None], axis=-1) + np.eye(5)
@@ -60,15 +60,15 @@ def test_energy_conserved_without_clipping():
 
 
 def test_frames_and_determinism():
-    a = simulate_charged_particles(2, n_steps=10_000, sample_every=200, seed=5)
-    b = simulate_charged_particles(2, n_steps=10_000, sample_every=200, seed=5)
+    a = simulate_charged_particles(2, num_steps=10_000, sample_every=200, seed=5)
+    b = simulate_charged_particles(2, num_steps=10_000, sample_every=200, seed=5)
     assert a["loc"].shape == (2, 49, 5, 3)
     np.testing.assert_array_equal(a["loc"], b["loc"])
-    assert not np.allclose(a["loc"], simulate_charged_particles(2, n_steps=10_000, seed=6)["loc"])
+    assert not np.allclose(a["loc"], simulate_charged_particles(2, num_steps=10_000, seed=6)["loc"])
 
 
 def test_datamodule_cache_and_splits(tmp_path):
-    kw = dict(n_train=6, n_val=2, n_test=3, n_steps=3000, sample_every=100, past_len=8, future_len=10,
+    kw = dict(num_train=6, num_val=2, num_test=3, num_steps=3000, sample_every=100, past_len=8, future_len=10,
               cache_dir=str(tmp_path), batch_size=4)
     dm = ChargedParticles(**kw)
     dm.setup("fit")
@@ -90,7 +90,7 @@ def test_datamodule_cache_and_splits(tmp_path):
 
 def test_bad_frame_ranges_name_the_config():
     with pytest.raises(ValueError, match="data.init_args"):
-        ChargedParticles(n_steps=1000, sample_every=100, past_len=5, future_len=10)
+        ChargedParticles(num_steps=1000, sample_every=100, past_len=5, future_len=10)
 
 
 @pytest.mark.slow

@@ -101,8 +101,8 @@ def test_augment_options_are_checked_and_datamodule_runs_it():
     with pytest.raises(ValueError, match="rotate_prob"):
         OBBBatchAugment(rotate_prob=1.5)
     with pytest.raises(ValueError, match="label_mode"):
-        SyntheticOBB(n_train=2, n_val=1, n_test=1, img_size=32, label_mode="hbb", augment_rotate=0.5)
-    dm = SyntheticOBB(n_train=4, n_val=1, n_test=1, img_size=48, batch_size=4, augment_rotate=1.0,
+        SyntheticOBB(num_train=2, num_val=1, num_test=1, image_size=32, label_mode="hbb", augment_rotate=0.5)
+    dm = SyntheticOBB(num_train=4, num_val=1, num_test=1, image_size=48, batch_size=4, augment_rotate=1.0,
                       augment_jitter=0.2)
     dm.setup("fit")
     batch = dm.collate([dm.train_dataset[i] for i in range(4)])

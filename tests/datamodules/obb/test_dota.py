@@ -196,7 +196,7 @@ def _dota_root(tmp_path):
 
 def test_dota_datamodule(tmp_path):
     root = _dota_root(tmp_path)
-    dm = DOTA(root=str(root), version="v1.0", img_size=32, batch_size=2)
+    dm = DOTA(root=str(root), version="v1.0", image_size=32, batch_size=2)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (2, 3, 32, 32)
@@ -227,7 +227,7 @@ def test_dota_dataset_folder(tmp_path):
 
 def test_dota_random_points_and_point_files(tmp_path):
     root = _dota_root(tmp_path)
-    dm = DOTA(root=str(root), img_size=None, point_mode="random", batch_size=2)
+    dm = DOTA(root=str(root), image_size=None, point_mode="random", batch_size=2)
     dm.setup("fit")
     s1, s2 = dm.train_dataset[0], dm.train_dataset[0]
     assert torch.equal(s1["points"], s2["points"])  # seeded: the same point every epoch
@@ -239,7 +239,7 @@ def test_dota_random_points_and_point_files(tmp_path):
         for k in range(2):
             (root / split / "pointTxt").mkdir(exist_ok=True)
             (root / split / "pointTxt" / f"P{k:04d}__1__0___0.txt").write_text("12.5 14 plane\n")
-    dm = DOTA(root=str(root), img_size=None, point_dir="pointTxt", batch_size=2)
+    dm = DOTA(root=str(root), image_size=None, point_dir="pointTxt", batch_size=2)
     dm.setup("fit")
     s = dm.train_dataset[0]
     assert s["points"].tolist() == [[12.5, 14.0]] and s["point_labels"].tolist() == [0]
@@ -250,7 +250,7 @@ def test_dota_random_points_and_point_files(tmp_path):
 
 def test_dota_augment_keeps_boxes_on_objects(tmp_path):
     root = _dota_root(tmp_path)
-    dm = DOTA(root=str(root), img_size=64, batch_size=2, hflip_prob=1.0, vflip_prob=0.0, rot90_prob=0.0)
+    dm = DOTA(root=str(root), image_size=64, batch_size=2, hflip_prob=1.0, vflip_prob=0.0, rot90_prob=0.0)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     out = dm.augment(batch)
@@ -274,12 +274,12 @@ def test_dota_dataset_counts_degenerate(tmp_path):
     root = _dota_root(tmp_path)
     (root / "train" / "labelTxt" / "P0000__1__0___0.txt").write_text(
         "10 10 40 10 40 22 10 22 plane 0\n3 3 3 3 3 3 3 3 ship 0\n")
-    dm = DOTA(root=str(root), img_size=None, degenerate="keep")
+    dm = DOTA(root=str(root), image_size=None, degenerate="keep")
     with pytest.warns(UserWarning, match=r"1 degenerate.*P0000__1__0___0\.txt:2"):
         dm.setup("fit")
     assert dm.train_dataset.num_degenerate == 1
     assert dm.train_dataset[0]["boxes"].shape[0] == 2
-    dm = DOTA(root=str(root), img_size=None, degenerate="skip")
+    dm = DOTA(root=str(root), image_size=None, degenerate="skip")
     with pytest.warns(UserWarning, match="degenerate"):
         dm.setup("fit")
     assert dm.train_dataset[0]["boxes"].shape[0] == 1
@@ -292,12 +292,12 @@ def test_rsar_layout(tmp_path):
         ann = root / split / "annfiles" / "0001.txt"
         ann.parent.mkdir(parents=True, exist_ok=True)
         ann.write_text("10 10 40 10 40 22 10 22 tank 0\n30 30 50 40 46 48 26 38 harbor 0\n")
-    dm = RSAR(root=str(root), img_size=None)
+    dm = RSAR(root=str(root), image_size=None)
     dm.setup("fit")
     s = dm.train_dataset[0]
     assert s["labels"].tolist() == [3, 5] and s["image"].shape == (3, 48, 64)
     (root / "val" / "annfiles" / "0001.txt").write_text("10 10 40 10 40 22 10 22 plane 0\n")
-    dm = RSAR(root=str(root), img_size=None)
+    dm = RSAR(root=str(root), image_size=None)
     with pytest.raises(DataError, match=r"0001\.txt:1: unknown class 'plane'"):
         dm.setup("fit")
 
@@ -317,7 +317,7 @@ def test_dior_r_layout(tmp_path):
     (sets / "train.txt").write_text("00001\n")
     (sets / "val.txt").write_text("00002\n")
     (sets / "test.txt").write_text("11726\n")
-    dm = DIORR(root=str(root), img_size=32, batch_size=1)
+    dm = DIORR(root=str(root), image_size=32, batch_size=1)
     dm.setup()
     s = dm.test_dataset[0]
     assert s["image_id"] == "11726" and s["image"].shape == (3, 32, 32)

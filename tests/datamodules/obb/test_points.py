@@ -42,7 +42,7 @@ def _dota_points_root(tmp_path, H=48, W=64):
 def test_bad_point_files_name_file_and_line(tmp_path, content, msg):
     root = _dota_points_root(tmp_path)
     (root / "train" / "points" / "P0001.txt").write_text(content)
-    dm = DOTAPoints(root=str(root), img_size=None, point_dir="points", batch_size=2)
+    dm = DOTAPoints(root=str(root), image_size=None, point_dir="points", batch_size=2)
     dm.setup("fit")
     assert dm.train_dataset[0]["points"].shape == (2, 2)
     with pytest.raises(DataError, match=msg):
@@ -53,7 +53,7 @@ def test_bad_point_files_name_file_and_line(tmp_path, content, msg):
 
 def test_dota_points_predict_on_training_images_and_write_pseudo_labels(tmp_path):
     root = _dota_points_root(tmp_path)
-    dm = DOTAPoints(root=str(root), img_size=96, point_dir="points", batch_size=2)  # resized x1.5
+    dm = DOTAPoints(root=str(root), image_size=96, point_dir="points", batch_size=2)  # resized x1.5
     dm.setup("predict")
     assert [p.parent.parent.name for p, _ in dm.predict_dataset.items] == ["train", "train"]
     task = PointOBBTask(num_classes=len(dm.class_names), class_names=dm.class_names, **TINY)
@@ -73,7 +73,7 @@ def test_dota_points_predict_on_training_images_and_write_pseudo_labels(tmp_path
 
 
 def test_synthetic_point_predict_split():
-    dm = SyntheticPointOBB(n_train=5, n_val=2, n_test=3, batch_size=2)
+    dm = SyntheticPointOBB(num_train=5, num_val=2, num_test=3, batch_size=2)
     dm.setup("predict")
     assert len(dm.predict_dataset) == 5 and dm.predict_dataset[0]["image_id"].startswith("train_")
     s = dm.predict_dataset[0]
@@ -83,7 +83,7 @@ def test_synthetic_point_predict_split():
 
 
 def test_synthetic_pseudo_labels_replace_training_boxes_only(tmp_path):
-    ref = SyntheticPointOBB(n_train=4, n_val=2, n_test=2)
+    ref = SyntheticPointOBB(num_train=4, num_val=2, num_test=2)
     ref.setup("predict")
     names = ref.class_names
     g = torch.Generator().manual_seed(0)
@@ -95,7 +95,7 @@ def test_synthetic_pseudo_labels_replace_training_boxes_only(tmp_path):
         boxes[:, 4] += 0.1
         write_dota_txt(tmp_path / f"{s['image_id']}.txt", obb2poly(boxes), [names[k] for k in s["labels"]])
         written.append(boxes)
-    dm = SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path), n_train=4, n_val=2, n_test=2)
+    dm = SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path), num_train=4, num_val=2, num_test=2)
     dm.setup("fit")
     for i in range(4):
         s = dm.train_dataset[i]
@@ -105,17 +105,17 @@ def test_synthetic_pseudo_labels_replace_training_boxes_only(tmp_path):
     v = dm.val_dataset[0]
     assert torch.equal(v["boxes"], v["gt_boxes"])
     # full-supervision reference: no pseudo labels -> the true boxes
-    full = SyntheticPseudoOBB(pseudo_label_dir=None, n_train=4, n_val=2, n_test=2)
+    full = SyntheticPseudoOBB(pseudo_label_dir=None, num_train=4, num_val=2, num_test=2)
     full.setup("fit")
     assert torch.equal(full.train_dataset[1]["boxes"], full.train_dataset[1]["gt_boxes"])
 
 
 def test_pseudo_label_errors(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="data.init_args.pseudo_label_dir"):
-        SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path / "missing"), n_train=2, n_val=1, n_test=1).setup("fit")
+        SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path / "missing"), num_train=2, num_val=1, num_test=1).setup("fit")
     (tmp_path / "train_000000.txt").write_text("1 1 5 1 5 3 1 3 rectangle 0\n")
     with pytest.raises(DatasetNotFoundError, match="train_000001.txt"):
-        SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path), n_train=2, n_val=1, n_test=1).setup("fit")
+        SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path), num_train=2, num_val=1, num_test=1).setup("fit")
     (tmp_path / "train_000001.txt").write_text("1 1 5 1 5 3 1 3 rectangle 0\n1 1 5 1 5 3 1 3 hexagon 0\n")
     with pytest.raises(DataError, match=r"train_000001\.txt:2: unknown class 'hexagon'"):
-        SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path), n_train=2, n_val=1, n_test=1).setup("fit")
+        SyntheticPseudoOBB(pseudo_label_dir=str(tmp_path), num_train=2, num_val=1, num_test=1).setup("fit")

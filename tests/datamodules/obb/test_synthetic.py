@@ -118,7 +118,7 @@ def test_label_modes_and_points():
 
 
 def test_flip_rotate_batch_matches_polygon_transform():
-    dm = SyntheticOBB(n_train=4, n_val=2, n_test=2, batch_size=4, label_mode="obb", point_mode="random")
+    dm = SyntheticOBB(num_train=4, num_val=2, num_test=2, batch_size=4, label_mode="obb", point_mode="random")
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     g = torch.Generator().manual_seed(0)
@@ -160,7 +160,7 @@ def test_flip_rotate_batch_matches_polygon_transform():
 
 
 def test_datamodule_batches_and_options():
-    dm = SyntheticOBB(n_train=6, n_val=4, n_test=4, batch_size=3, img_size=64, min_size=12, max_size=30)
+    dm = SyntheticOBB(num_train=6, num_val=4, num_test=4, batch_size=3, image_size=64, min_size=12, max_size=30)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (3, 3, 64, 64)

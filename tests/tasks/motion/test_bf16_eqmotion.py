@@ -13,7 +13,7 @@ from visionkit.tasks.motion.eqmotion import EqMotion
 
 def test_eqmotion_under_autocast_equals_float32_and_stays_equivariant():
     torch.manual_seed(0)
-    m = EqMotion(past_len=8, future_len=6, dim=3, channels=16, hidden=16, n_layers=2).eval()
+    m = EqMotion(past_len=8, future_len=6, dim=3, channels=16, hidden=16, num_layers=2).eval()
     x = torch.randn(4, 5, 8, 3).cumsum(2)
     mask = torch.ones(4, 5, dtype=torch.bool)
     mask[1, 3:] = False

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from visionkit.tasks.motion.callbacks import EquivarianceRegulariser, NPZWriter, plot_trajectories
-from visionkit.tasks.motion.task import MotionPredictionTask
+from visionkit.tasks.motion.prediction import MotionPredictionTask
 
 
 def test_plot_trajectories_draws_present_agents_only():
@@ -51,9 +51,9 @@ def test_regulariser_zero_for_eqmotion_positive_otherwise_and_trains():
     batch = {"past": torch.randn(4, 3, 5, 3).cumsum(2), "future": torch.randn(4, 3, 4, 3),
              "mask": torch.ones(4, 3, dtype=torch.bool)}
     reg = EquivarianceRegulariser(weight=2.0)
-    eq = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, n_layers=1)
+    eq = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, num_layers=1)
     assert reg.penalty(eq, batch).item() < 1e-8
-    task = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, n_layers=1)
+    task = MotionPredictionTask(past_len=5, future_len=4, channels=8, hidden=16, num_layers=1)
     task.model = _MLP()
     reg.setup(None, task, "fit")
     losses = task.batch_losses(batch)

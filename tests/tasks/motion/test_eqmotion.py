@@ -24,11 +24,11 @@ def _orthogonal(dim: int, dtype: torch.dtype, reflect: bool, seed: int = 1) -> t
 
 def _model(dim=3, dtype=torch.float64, **kw) -> EqMotion:
     torch.manual_seed(0)
-    return EqMotion(past_len=10, future_len=6, dim=dim, channels=16, hidden=32, n_layers=3, **kw).to(dtype).eval()
+    return EqMotion(past_len=10, future_len=6, dim=dim, channels=16, hidden=32, num_layers=3, **kw).to(dtype).eval()
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("kw", [{}, {"dct": True}, {"n_modes": 3}])
+@pytest.mark.parametrize("kw", [{}, {"dct": True}, {"num_modes": 3}])
 def test_e_d_equivariance_float64(dim, kw):
     m = _model(dim, **kw)
     x = torch.randn(3, 5, 10, dim, dtype=torch.float64).cumsum(2)
@@ -116,7 +116,7 @@ def test_dct_matrix_matches_scipy():
 
 def test_gradients_finite_on_static_agents():
     """Agents standing still (zero velocity) must not produce NaN gradients (smooth norms)."""
-    m = EqMotion(past_len=5, future_len=3, dim=3, channels=8, hidden=16, n_layers=2)
+    m = EqMotion(past_len=5, future_len=3, dim=3, channels=8, hidden=16, num_layers=2)
     x = torch.zeros(1, 3, 5, 3)
     x[0, 1] += 1.0
     x.requires_grad_(True)
@@ -127,7 +127,7 @@ def test_gradients_finite_on_static_agents():
 @pytest.mark.parametrize("dim", [2, 3])
 def test_similarity_equivariance_of_scene_normalisation(dim):
     """pred(s x R + t) = s pred(x) R + t: scale (over 5 decades), rotation/reflection and translation."""
-    m = _model(dim, n_modes=2)
+    m = _model(dim, num_modes=2)
     x = torch.randn(3, 5, 10, dim, dtype=torch.float64).cumsum(2)
     mask = torch.ones(3, 5, dtype=torch.bool)
     mask[2, 1:] = False  # one agent alone: its extent is its own travel
@@ -184,7 +184,7 @@ def _eth_ucy_batch(tmp_path, scale):
 def test_real_extent_scenes_train_with_sane_losses_from_step_zero(tmp_path):
     from visionkit.tasks.motion import MotionPredictionTask
 
-    kw = dict(past_len=8, future_len=12, dim=2, channels=16, hidden=32, n_layers=2, n_modes=20)
+    kw = dict(past_len=8, future_len=12, dim=2, channels=16, hidden=32, num_layers=2, num_modes=20)
     base = _eth_ucy_batch(tmp_path, 1.0)
     span = (base["past"][base["mask"]].amax((0, 1)) - base["past"][base["mask"]].amin((0, 1))).max().item()
     assert base["mask"].sum(1).max() >= 20 and span > 15  # pedestrians over a real scene's extent (metres)

@@ -17,7 +17,7 @@ TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 32, 32], "out_indices": [2, 3
 
 @pytest.fixture(scope="module")
 def batch():
-    ds = SyntheticOBBDataset(4, split="train", img_size=64, max_objects=3, min_size=16, max_size=40)
+    ds = SyntheticOBBDataset(4, split="train", image_size=64, max_objects=3, min_size=16, max_size=40)
     return collate_dict([ds[i] for i in range(4)])
 
 
@@ -108,7 +108,7 @@ model:
     lr: 0.003
 data:
   class_path: SyntheticOBB
-  init_args: {{n_train: 16, n_val: 8, n_test: 8, img_size: 64, min_size: 16, max_size: 40, max_objects: 3,
+  init_args: {{num_train: 16, num_val: 8, num_test: 8, image_size: 64, min_size: 16, max_size: 40, max_objects: 3,
                batch_size: 8}}
 """)
     return cfg

@@ -24,7 +24,7 @@ model:
     lr: 0.003
 data:
   class_path: SyntheticOBB
-  init_args: {n_train: 32, n_val: 8, n_test: 8, img_size: 64, min_size: 16, max_size: 40, max_objects: 3}
+  init_args: {num_train: 32, num_val: 8, num_test: 8, image_size: 64, min_size: 16, max_size: 40, max_objects: 3}
 """
 
 

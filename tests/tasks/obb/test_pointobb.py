@@ -349,7 +349,7 @@ def test_two_step_pipeline_through_the_cli(tmp_path):
     from visionkit.datamodules.obb.dota import read_dota_txt
 
     root = Path(__file__).resolve().parents[3]
-    small = ["--data.init_args.n_train", "16", "--data.init_args.n_val", "8", "--data.init_args.n_test", "8",
+    small = ["--data.init_args.num_train", "16", "--data.init_args.num_val", "8", "--data.init_args.num_test", "8",
              "--trainer.max_epochs", "1"]
     labels = tmp_path / "pl"
     step1 = [sys.executable, "-m", "visionkit"]

@@ -203,7 +203,7 @@ model:
 {model_args}
 data:
   class_path: DOTA
-  init_args: {{root: {tmp_path / 'no_patches'}, version: v1.0, img_size: null, batch_size: 2}}
+  init_args: {{root: {tmp_path / 'no_patches'}, version: v1.0, image_size: null, batch_size: 2}}
 """)
     return cfg, ckpt
 

@@ -8,7 +8,7 @@ import yaml
 
 from visionkit.cli import main
 from visionkit.datamodules.motion.particles import ChargedParticles
-from visionkit.tasks.motion.task import MotionPredictionTask, masked_ade, min_of_k_ade
+from visionkit.tasks.motion.prediction import MotionPredictionTask, masked_ade, min_of_k_ade
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "motion"
 
@@ -29,7 +29,7 @@ def test_min_of_k_picks_closest_mode():
 
 
 def test_task_contract_shapes():
-    task = MotionPredictionTask(past_len=6, future_len=4, dim=2, channels=8, hidden=16, n_layers=1, n_modes=3)
+    task = MotionPredictionTask(past_len=6, future_len=4, dim=2, channels=8, hidden=16, num_layers=1, num_modes=3)
     batch = {"past": torch.randn(2, 5, 6, 2), "future": torch.randn(2, 5, 4, 2),
              "mask": torch.ones(2, 5, dtype=torch.bool)}
     out = task(batch)
@@ -42,10 +42,11 @@ def test_task_contract_shapes():
 def test_learning_on_charged_particles(tmp_path):
     """A small EqMotion trained for 150 steps on 64 simulations beats the constant-velocity baseline."""
     torch.manual_seed(0)
-    dm = ChargedParticles(n_train=64, n_val=0, n_test=32, n_steps=4000, sample_every=200, past_len=8, future_len=10,
+    dm = ChargedParticles(num_train=64, num_val=0, num_test=32, num_steps=4000, sample_every=200, past_len=8,
+                          future_len=10,
                           cache_dir=str(tmp_path), batch_size=16)
     dm.setup("fit")
-    task = MotionPredictionTask(past_len=8, future_len=10, channels=16, hidden=32, n_layers=2, lr=3e-3)
+    task = MotionPredictionTask(past_len=8, future_len=10, channels=16, hidden=32, num_layers=2, lr=3e-3)
     cv = MotionPredictionTask(model="constant_velocity", past_len=8, future_len=10)
     opt = torch.optim.Adam(task.parameters(), lr=3e-3)
     train = next(iter(torch.utils.data.DataLoader(dm.train_dataset, batch_size=64)))
@@ -71,9 +72,9 @@ def test_cli_fit_then_test(tmp_path, monkeypatch, capsys):
     cfg["trainer"].update(max_epochs=1, limit_train_batches=2, limit_val_batches=1, limit_test_batches=1,
                           default_root_dir=str(tmp_path / "run"))
     cfg["trainer"]["callbacks"] = [{"class_path": "visionkit.tasks.motion.callbacks.TrajectoryPlotter",
-                                    "init_args": {"n_scenes": 1}}]
-    cfg["model"]["init_args"].update(channels=8, hidden=16, n_layers=1)
-    cfg["data"]["init_args"].update(n_train=16, n_val=8, n_test=8, n_steps=5000, sample_every=100,
+                                    "init_args": {"num_scenes": 1}}]
+    cfg["model"]["init_args"].update(channels=8, hidden=16, num_layers=1)
+    cfg["data"]["init_args"].update(num_train=16, num_val=8, num_test=8, num_steps=5000, sample_every=100,
                                      cache_dir=str(tmp_path / "cache"), batch_size=8)
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))

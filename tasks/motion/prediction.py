@@ -34,7 +34,7 @@ def min_of_k_ade(modes: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 class MotionPredictionTask(BaseTask):
     """Predict ``future (B, A, T_f, D)`` from ``past (B, A, T_p, D)`` and the agent ``mask (B, A)``.
 
-    Loss: ADE (mean L2 over frames and present agents); with ``n_modes > 1`` the best-of-K (minADE) loss, which
+    Loss: ADE (mean L2 over frames and present agents); with ``num_modes > 1`` the best-of-K (minADE) loss, which
     trains the mode closest to the truth. Callbacks may add training-loss terms to ``loss_terms`` (logged under
     their names). The loss dict holds ``ade`` (the data term, minADE with several modes) and the total ``loss``.
     Metrics: ADE, FDE, MSE (per coordinate), with several modes also minADE/minFDE@K, with
@@ -47,10 +47,10 @@ class MotionPredictionTask(BaseTask):
         dim: spatial dimension ``D``.
         channels: EqMotion geometric channels ``C``.
         hidden: EqMotion invariant width.
-        n_layers: EqMotion layers.
-        n_categories: edge categories ``K``.
+        num_layers: EqMotion layers.
+        num_categories: edge categories ``K``.
         tau: edge-category softmax temperature.
-        n_modes: predicted modes (best-of-K).
+        num_modes: predicted modes (best-of-K).
         dct: DCT along time at input and output.
         input_scale: data units per model unit (1000 for millimetre data).
         normalize: ``"scene"`` (default): each sample is centred on its agents' mean last observed position and
@@ -65,8 +65,8 @@ class MotionPredictionTask(BaseTask):
     monitor_mode = "min"
 
     def __init__(self, model: str = "eqmotion", past_len: int = 20, future_len: int = 20, dim: int = 3,
-                 channels: int = 64, hidden: int = 64, n_layers: int = 4, n_categories: int = 2, tau: float = 1.0,
-                 n_modes: int = 1, dct: bool = False, input_scale: float = 1.0, normalize: str = "scene",
+                 channels: int = 64, hidden: int = 64, num_layers: int = 4, num_categories: int = 2, tau: float = 1.0,
+                 num_modes: int = 1, dct: bool = False, input_scale: float = 1.0, normalize: str = "scene",
                  mpjpe_horizons_ms: list[int] | None = None, fps: float = 25.0, **kwargs: Any) -> None:
         if model not in MODELS:
             raise ValueError(f"model.init_args.model: expected one of {MODELS}, got {model!r}")
@@ -79,13 +79,13 @@ class MotionPredictionTask(BaseTask):
         if hp.model == "constant_velocity":
             self.model: nn.Module = ConstantVelocity(hp.future_len)
         else:
-            self.model = EqMotion(hp.past_len, hp.future_len, hp.dim, hp.channels, hp.hidden, hp.n_layers,
-                                  hp.n_categories, hp.tau, hp.n_modes, hp.dct, input_scale=hp.input_scale,
+            self.model = EqMotion(hp.past_len, hp.future_len, hp.dim, hp.channels, hp.hidden, hp.num_layers,
+                                  hp.num_categories, hp.tau, hp.num_modes, hp.dct, input_scale=hp.input_scale,
                                   normalize=hp.normalize)
 
     def make_metrics(self) -> MetricCollection:
         metrics: dict[str, Any] = {"ADE": ADE(), "FDE": FDE(), "MSE": MSE()}
-        k = self.hparams.n_modes
+        k = self.hparams.num_modes
         if k > 1:
             metrics[f"minADE{k}"] = MinADE(k)
             metrics[f"minFDE{k}"] = MinFDE(k)
