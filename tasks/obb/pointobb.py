@@ -198,7 +198,7 @@ class PointOBB(nn.Module):
             recomputed in backward instead of kept (see :meth:`roi_logits`). 0: all at once, all kept.
         checkpoint_features: while training, keep only the outputs of the backbone stages, the FPN maps and the
             angle maps, and recompute the layers inside them in backward (the three views of a step at 1024 x 1024
-            otherwise hold most of the memory); same results, about a third more compute. BatchNorm running
+            otherwise hold most of the memory); same results, one more forward pass of those parts. BatchNorm running
             statistics are updated again by the recomputation.
     """
 
