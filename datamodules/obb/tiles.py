@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from visionkit.datamodules.base import BaseDataModule
-from visionkit.datamodules.obb.dota import DOTA_CLASSES, IMAGE_SUFFIXES
+from visionkit.datamodules.obb.dota import IMAGE_SUFFIXES
 from visionkit.errors import DataError, DatasetNotFoundError
 
 __all__ = ["window_starts", "tile_windows", "scaled_size", "LargeImageDataset", "LargeImages"]
@@ -139,23 +139,21 @@ class LargeImages(BaseDataModule):
         size: window side, pixels (the patch size the model was trained on).
         gap: overlap of neighbouring windows, pixels.
         rates: resize factors (multi-scale: e.g. ``[0.5, 1.0, 1.5]``); detections of all rates are merged.
-        version: DOTA version whose class names are reported (``class_names``, ``num_classes``).
         **kwargs: :class:`~visionkit.datamodules.base.BaseDataModule` arguments; ``batch_size`` counts images
             (default 1).
     """
 
     def __init__(self, root: str = "data/DOTA/test/images", size: int = 1024, gap: int = 200,
-                 rates: list[float] = (1.0,), version: str = "v1.0", batch_size: int = 1, **kwargs: Any) -> None:
+                 rates: list[float] = (1.0,), batch_size: int = 1, **kwargs: Any) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
-        if version not in DOTA_CLASSES:
-            raise ValueError(f"data.init_args.version: expected one of {sorted(DOTA_CLASSES)}, got {version!r}")
         if size <= gap or gap < 0:
             raise ValueError(f"data.init_args.size/gap: need 0 <= gap < size, got size {size}, gap {gap}")
         if not rates or any(float(r) <= 0 for r in rates):
             raise ValueError(f"data.init_args.rates: expected positive resize factors, got {list(rates)}")
         self.root, self.size, self.gap, self.rates = root, int(size), int(gap), [float(r) for r in rates]
-        self.class_names = list(DOTA_CLASSES[version])
-        self.num_classes = len(self.class_names)
+        # unlabelled images: the classes are the model's (nothing to link into the task's config)
+        self.class_names: list[str] | None = None
+        self.num_classes: int | None = None
 
     def image_paths(self) -> list[Path]:
         root = self.check_path(self.root, "data.init_args.root")
