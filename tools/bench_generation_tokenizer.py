@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from visionkit.datamodules.generation.shapes import SyntheticShapes
 from visionkit.tasks.generation.judge import train_judge
-from visionkit.tasks.generation.tokenizer_task import train_tokenizer
+from visionkit.tasks.generation.tokenization import train_tokenizer
 
 
 def main() -> None:

@@ -233,7 +233,7 @@ class GenerationDataModule(BaseDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None and trainer.fast_dev_run and not Path(self.tokenizer_ckpt).expanduser().exists():
             return  # images only: under fast_dev_run the task tokenizes them with a throw-away tokenizer
-        from visionkit.tasks.generation.tokenizer_task import load_tokenizer
+        from visionkit.tasks.generation.tokenization import load_tokenizer
 
         tokenizer = None
         done: dict[int, TokenCachedDataset] = {}  # a split that is another split (test = val) is read once

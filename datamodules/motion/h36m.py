@@ -18,6 +18,7 @@ Test protocol (``test_protocol``): ``"all"`` (every window, stride ``test_stride
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -27,18 +28,93 @@ from visionkit.datamodules.motion.common import TrajectoryDataset
 from visionkit.errors import DataError
 from visionkit.ops.rotations import axis_angle_to_matrix
 
-ACTIONS = ("walking", "eating", "smoking", "discussion", "directions", "greeting", "phoning", "posing", "purchases",
-           "sitting", "sittingdown", "takingphoto", "waiting", "walkingdog", "walkingtogether")
-PARENTS = (-1, 0, 1, 2, 3, 4, 0, 6, 7, 8, 9, 0, 11, 12, 13, 14, 12, 16, 17, 18, 19, 20, 19, 22, 12, 24, 25, 26, 27, 28,
-           27, 30)
-OFFSETS_MM = np.array([
-    [0, 0, 0], [-132.948591, 0, 0], [0, -442.894612, 0], [0, -454.206447, 0], [0, 0, 162.767078],
-    [0, 0, 74.999437], [132.948826, 0, 0], [0, -442.894413, 0], [0, -454.206590, 0], [0, 0, 162.767426],
-    [0, 0, 74.999948], [0, 0.1, 0], [0, 233.383263, 0], [0, 257.077681, 0], [0, 121.134938, 0],
-    [0, 115.002227, 0], [0, 257.077681, 0], [0, 151.034226, 0], [0, 278.882773, 0], [0, 251.733451, 0],
-    [0, 0, 0], [0, 0, 99.999627], [0, 100.000188, 0], [0, 0, 0], [0, 257.077681, 0], [0, 151.031437, 0],
-    [0, 278.892924, 0], [0, 251.728680, 0], [0, 0, 0], [0, 0, 99.999888], [0, 137.499922, 0], [0, 0, 0],
-])
+ACTIONS = (
+    "walking",
+    "eating",
+    "smoking",
+    "discussion",
+    "directions",
+    "greeting",
+    "phoning",
+    "posing",
+    "purchases",
+    "sitting",
+    "sittingdown",
+    "takingphoto",
+    "waiting",
+    "walkingdog",
+    "walkingtogether",
+)
+PARENTS = (
+    -1,
+    0,
+    1,
+    2,
+    3,
+    4,
+    0,
+    6,
+    7,
+    8,
+    9,
+    0,
+    11,
+    12,
+    13,
+    14,
+    12,
+    16,
+    17,
+    18,
+    19,
+    20,
+    19,
+    22,
+    12,
+    24,
+    25,
+    26,
+    27,
+    28,
+    27,
+    30,
+)
+OFFSETS_MM = np.array(
+    [
+        [0, 0, 0],
+        [-132.948591, 0, 0],
+        [0, -442.894612, 0],
+        [0, -454.206447, 0],
+        [0, 0, 162.767078],
+        [0, 0, 74.999437],
+        [132.948826, 0, 0],
+        [0, -442.894413, 0],
+        [0, -454.206590, 0],
+        [0, 0, 162.767426],
+        [0, 0, 74.999948],
+        [0, 0.1, 0],
+        [0, 233.383263, 0],
+        [0, 257.077681, 0],
+        [0, 121.134938, 0],
+        [0, 115.002227, 0],
+        [0, 257.077681, 0],
+        [0, 151.034226, 0],
+        [0, 278.882773, 0],
+        [0, 251.733451, 0],
+        [0, 0, 0],
+        [0, 0, 99.999627],
+        [0, 100.000188, 0],
+        [0, 0, 0],
+        [0, 257.077681, 0],
+        [0, 151.031437, 0],
+        [0, 278.892924, 0],
+        [0, 251.728680, 0],
+        [0, 0, 0],
+        [0, 0, 99.999888],
+        [0, 137.499922, 0],
+        [0, 0, 0],
+    ]
+)
 DROPPED_JOINTS = (0, 1, 6, 11, 16, 20, 23, 24, 28, 31)
 KEPT_JOINTS = tuple(j for j in range(32) if j not in DROPPED_JOINTS)  # the 22 predicted joints
 
@@ -114,11 +190,22 @@ class Human36M(BaseDataModule):
         **kwargs: ``batch_size``, ``num_workers``, ``seed``, ``pin_memory``.
     """
 
-    def __init__(self, root: str = "data/h36m", actions: list[str] | None = None, past_len: int = 10,
-                 future_len: int = 25, train_subjects: tuple[int, ...] = (1, 6, 7, 8, 9),
-                 val_subjects: tuple[int, ...] = (11,), test_subjects: tuple[int, ...] = (5,), train_stride: int = 5,
-                 test_protocol: str = "sampled", test_stride: int = 10, test_samples_per_action: int = 256,
-                 data_seed: int = 1234567890, **kwargs) -> None:
+    def __init__(
+        self,
+        root: str = "data/h36m",
+        actions: list[str] | None = None,
+        past_len: int = 10,
+        future_len: int = 25,
+        train_subjects: tuple[int, ...] = (1, 6, 7, 8, 9),
+        val_subjects: tuple[int, ...] = (11,),
+        test_subjects: tuple[int, ...] = (5,),
+        train_stride: int = 5,
+        test_protocol: Literal["all", "sampled"] = "sampled",
+        test_stride: int = 10,
+        test_samples_per_action: int = 256,
+        data_seed: int = 1234567890,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         actions = list(actions or ACTIONS)
         bad = [a for a in actions if a not in ACTIONS]
@@ -162,7 +249,7 @@ class Human36M(BaseDataModule):
                     stride = self.train_stride if split == "train" else self.test_stride
                     out += [self._windows(seq, np.arange(0, seq.shape[0] - L + 1, stride)) for seq in seqs]
         w = torch.cat(out)
-        return TrajectoryDataset(w[:, :, :self.past_len], w[:, :, self.past_len:])
+        return TrajectoryDataset(w[:, :, : self.past_len], w[:, :, self.past_len :])
 
     def setup(self, stage: str | None = None) -> None:
         self.train_dataset = self._split("train")

@@ -31,7 +31,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -570,8 +570,8 @@ class _FolderOBB(BaseDataModule):
         augment_max_angle: float = 180.0,
         augment_min_visible: float = 0.6,
         augment_jitter: float = 0.0,
-        degenerate: str = "skip",
-        point_mode: str = "center",
+        degenerate: Literal["keep", "skip", "error"] = "skip",
+        point_mode: Literal["center", "random"] = "center",
         point_dir: str | None = None,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,

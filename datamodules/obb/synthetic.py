@@ -39,7 +39,7 @@ Sample dict (per image; :func:`~visionkit.datamodules.base.collate_dict` stacks 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -416,8 +416,8 @@ class SyntheticOBB(BaseDataModule):
         shapes: tuple[str, ...] = SHAPES,
         max_overlap: float = 0.1,
         noise_std: float = 0.03,
-        label_mode: str = "obb",
-        point_mode: str = "center",
+        label_mode: Literal["obb", "hbb", "point"] = "obb",
+        point_mode: Literal["center", "random"] = "center",
         data_seed: int = 0,
         augment_flips: bool = False,
         augment_rotate: float = 0.0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -73,8 +73,9 @@ class PointCloudDataModule(BaseDataModule):
 
     up_axis: str = "z"
 
-    def __init__(self, up_axis: str = "z", scale_range: tuple[float, float] = (0.8, 1.25), jitter: float = 0.01,
-                 test_rotation: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, up_axis: Literal["x", "y", "z"] = "z", scale_range: tuple[float, float] = (0.8, 1.25),
+                 jitter: float = 0.01, test_rotation: Literal["none", "z", "so3"] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if test_rotation not in (None, "none", "z", "so3"):
             raise ValueError(f"data.init_args.test_rotation: expected none, z or so3, got {test_rotation!r}")

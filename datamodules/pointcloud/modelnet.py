@@ -18,7 +18,7 @@ The h5 clouds are y-up (PointNet's providers); set ``up_axis`` to the vertical a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,8 +27,9 @@ from visionkit.datamodules.pointcloud.readers import check_labels, read_h5_array
 from visionkit.errors import DataError
 
 
-def load_modelnet_txt(root: Path, split: str, num_points: int, num_classes: int = 40
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
+def load_modelnet_txt(
+    root: Path, split: str, num_points: int, num_classes: int = 40
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
     """Read one split of ``modelnet40_normal_resampled``: points, normals, labels, ids, class names."""
     tag = f"modelnet{num_classes}"
     names = read_lines(root / f"{tag}_shape_names.txt")
@@ -47,8 +48,7 @@ def load_modelnet_txt(root: Path, split: str, num_points: int, num_classes: int 
     return (normalize_unit_sphere(np.stack(pts)), np.stack(nrm), np.asarray(lab), ids, names)
 
 
-def load_modelnet_h5(root: Path, split: str, num_points: int, num_classes: int = 40
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def load_modelnet_h5(root: Path, split: str, num_points: int, num_classes: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Read ``ply_data_<split>*.h5`` files: points ``(S, num_points, 3)`` and labels ``(S,)`` in ``0..num_classes-1``;
     NaN/inf points or labels out of range raise ``DataError`` naming the file and record."""
     files = sorted(root.glob(f"ply_data_{split}*.h5"))
@@ -59,8 +59,9 @@ def load_modelnet_h5(root: Path, split: str, num_points: int, num_classes: int =
         d = read_h5_arrays(f, ["data", "label"])
         data, label = d["data"], d["label"].reshape(-1)
         if data.ndim != 3 or data.shape[2] != 3 or len(label) != len(data):
-            raise DataError(f"{f}: expected data (S, N, 3) and label (S,) or (S, 1), got {data.shape} and "
-                            f"{d['label'].shape}")
+            raise DataError(
+                f"{f}: expected data (S, N, 3) and label (S,) or (S, 1), got {data.shape} and {d['label'].shape}"
+            )
         if data.shape[1] < num_points:
             raise DataError(f"{f}: {data.shape[1]} points per cloud, {num_points} requested")
         check_labels(label, num_classes, f)
@@ -81,8 +82,14 @@ class ModelNet40(PointCloudDataModule):
         **kwargs: :class:`~visionkit.datamodules.pointcloud.common.PointCloudDataModule` arguments.
     """
 
-    def __init__(self, root: str = "data/modelnet40_normal_resampled", format: str = "normal_resampled",
-                 num_points: int = 1024, num_classes: int = 40, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str = "data/modelnet40_normal_resampled",
+        format: Literal["normal_resampled", "hdf5"] = "normal_resampled",
+        num_points: int = 1024,
+        num_classes: int = 40,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if format not in ("normal_resampled", "hdf5"):
             raise ValueError(f"data.init_args.format: expected normal_resampled or hdf5, got {format!r}")

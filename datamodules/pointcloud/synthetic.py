@@ -11,15 +11,25 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from visionkit.datamodules.pointcloud.common import PointCloudDataModule, PointCloudDataset
 from visionkit.io import atomic_open
 
-PRIMITIVES = ("box", "sphere", "cylinder", "cone", "torus", "arrow", "octahedron", "icosahedron", "tetrahedron",
-              "mobius")
+PRIMITIVES = (
+    "box",
+    "sphere",
+    "cylinder",
+    "cone",
+    "torus",
+    "arrow",
+    "octahedron",
+    "icosahedron",
+    "tetrahedron",
+    "mobius",
+)
 
 #: part-labelled categories and their parts (global part ids are assigned in this order)
 PART_CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -77,31 +87,42 @@ def part_meshes(name: str, rng: np.random.Generator) -> list[tuple[Mesh, int]]:
     u = rng.uniform
     if name == "arrow":
         h = u(1.0, 1.6)
-        return [(_arrays(T.create_cylinder(u(0.1, 0.2), h, 16), (0, 0, h / 2)), 0),
-                (_arrays(T.create_cone(u(0.28, 0.45), u(0.4, 0.8), 16), (0, 0, h)), 1)]
+        return [
+            (_arrays(T.create_cylinder(u(0.1, 0.2), h, 16), (0, 0, h / 2)), 0),
+            (_arrays(T.create_cone(u(0.28, 0.45), u(0.4, 0.8), 16), (0, 0, h)), 1),
+        ]
     if name == "table":
         w, d, h, r = u(1.2, 2.0), u(0.8, 1.4), u(0.6, 1.0), u(0.04, 0.08)
         top = (_arrays(T.create_box(w, d, 0.08), (-w / 2, -d / 2, h)), 0)
-        legs = [(_arrays(T.create_cylinder(r, h, 8), (sx * (w / 2 - 0.1), sy * (d / 2 - 0.1), h / 2)), 1)
-                for sx in (-1, 1) for sy in (-1, 1)]
+        legs = [
+            (_arrays(T.create_cylinder(r, h, 8), (sx * (w / 2 - 0.1), sy * (d / 2 - 0.1), h / 2)), 1)
+            for sx in (-1, 1)
+            for sy in (-1, 1)
+        ]
         return [top, *legs]
     if name == "lamp":
         h = u(1.0, 1.6)
-        return [(_arrays(T.create_cylinder(u(0.3, 0.5), 0.08, 24), (0, 0, 0.04)), 0),
-                (_arrays(T.create_cylinder(u(0.03, 0.06), h, 8), (0, 0, h / 2)), 1),
-                (_arrays(T.create_cone(u(0.35, 0.6), u(0.3, 0.5), 24), (0, 0, h - 0.1)), 2)]
+        return [
+            (_arrays(T.create_cylinder(u(0.3, 0.5), 0.08, 24), (0, 0, 0.04)), 0),
+            (_arrays(T.create_cylinder(u(0.03, 0.06), h, 8), (0, 0, h / 2)), 1),
+            (_arrays(T.create_cone(u(0.35, 0.6), u(0.3, 0.5), 24), (0, 0, h - 0.1)), 2),
+        ]
     if name == "dumbbell":
         L, rr = u(1.0, 1.8), u(0.25, 0.4)
         bar = T.create_cylinder(u(0.05, 0.1), L, 12)
         v = np.asarray(bar.vertices)[:, [2, 1, 0]]  # lay the bar along x
         bar_mesh = (v, np.asarray(bar.triangles)[:, [0, 2, 1]])
-        return [(bar_mesh, 0), (_arrays(T.create_sphere(rr, 10), (-L / 2, 0, 0)), 1),
-                (_arrays(T.create_sphere(rr, 10), (L / 2, 0, 0)), 1)]
+        return [
+            (bar_mesh, 0),
+            (_arrays(T.create_sphere(rr, 10), (-L / 2, 0, 0)), 1),
+            (_arrays(T.create_sphere(rr, 10), (L / 2, 0, 0)), 1),
+        ]
     raise ValueError(f"data.init_args.classes: unknown part category {name!r}; known: {', '.join(PART_CATEGORIES)}")
 
 
-def sample_surface(meshes: Sequence[tuple[Mesh, int]], n: int, rng: np.random.Generator
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_surface(
+    meshes: Sequence[tuple[Mesh, int]], n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Uniform surface samples of a union of meshes.
 
     Returns:
@@ -124,8 +145,14 @@ def sample_surface(meshes: Sequence[tuple[Mesh, int]], n: int, rng: np.random.Ge
     return p, nrm, part[f]
 
 
-def generate_primitives(classes: Sequence[str], count: int, num_points: int, seed: int,
-                        aspect: tuple[float, float] = (0.75, 1.33), parts: bool = False) -> dict[str, np.ndarray]:
+def generate_primitives(
+    classes: Sequence[str],
+    count: int,
+    num_points: int,
+    seed: int,
+    aspect: tuple[float, float] = (0.75, 1.33),
+    parts: bool = False,
+) -> dict[str, np.ndarray]:
     """Generate ``count`` shapes with balanced classes (classification) or categories (parts).
 
     Returns:
@@ -150,8 +177,11 @@ def generate_primitives(classes: Sequence[str], count: int, num_points: int, see
         pts.append(p)
         nrms.append(n)
         segs.append(s + (offsets[lab] if parts else 0))
-    out = {"points": np.stack(pts).astype(np.float32), "normals": np.stack(nrms).astype(np.float32),
-           "label": labels.astype(np.int64)}
+    out = {
+        "points": np.stack(pts).astype(np.float32),
+        "normals": np.stack(nrms).astype(np.float32),
+        "label": labels.astype(np.int64),
+    }
     if parts:
         out["seg"] = np.stack(segs).astype(np.int64)
         out["category"] = labels.astype(np.int64)
@@ -181,10 +211,19 @@ class SyntheticPrimitives(PointCloudDataModule):
         num_classes: classes, or parts for ``task: parts``; ``num_categories``; ``parts_per_category``.
     """
 
-    def __init__(self, task: str = "classification", classes: list[str] | None = None, num_points: int = 512,
-                 num_train: int = 2000, num_val: int = 400, num_test: int = 800,
-                 aspect: tuple[float, float] = (0.75, 1.33), data_seed: int = 0, cache_dir: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        task: Literal["classification", "parts"] = "classification",
+        classes: list[str] | None = None,
+        num_points: int = 512,
+        num_train: int = 2000,
+        num_val: int = 400,
+        num_test: int = 800,
+        aspect: tuple[float, float] = (0.75, 1.33),
+        data_seed: int = 0,
+        cache_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if task not in ("classification", "parts"):
             raise ValueError(f"data.init_args.task: expected classification or parts, got {task!r}")
@@ -208,16 +247,24 @@ class SyntheticPrimitives(PointCloudDataModule):
     def generate(self, split: str) -> dict[str, np.ndarray]:
         """The arrays of one split, from the cache when present."""
         seed = self.data_seed * 1000 + {"train": 0, "val": 1, "test": 2}[split]
-        spec = dict(task=self.task, classes=self.classes, n=self.counts[split], points=self.num_points, seed=seed,
-                    aspect=list(self.aspect), version=1)
+        spec = dict(
+            task=self.task,
+            classes=self.classes,
+            n=self.counts[split],
+            points=self.num_points,
+            seed=seed,
+            aspect=list(self.aspect),
+            version=1,
+        )
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         name = f"primitives_{self.task}_{split}_{key}.npz"
         path = Path(self.cache_dir).expanduser() / name if self.cache_dir else None
         if path is not None and path.is_file():
             with np.load(path) as z:
                 return {k: z[k] for k in z.files}
-        data = generate_primitives(self.classes, self.counts[split], self.num_points, seed, self.aspect,
-                                   parts=self.task == "parts")
+        data = generate_primitives(
+            self.classes, self.counts[split], self.num_points, seed, self.aspect, parts=self.task == "parts"
+        )
         if path is not None:
             with atomic_open(path, "wb") as f:
                 np.savez(f, **data)

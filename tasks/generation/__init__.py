@@ -3,7 +3,7 @@
 from visionkit.tasks.generation.autoregressive import AutoregressiveGenerationTask
 from visionkit.tasks.generation.judge import JudgeClassifier, JudgeTask, load_judge, save_judge
 from visionkit.tasks.generation.ordering import Ordering, make_ordering
-from visionkit.tasks.generation.tokenizer_task import TokenizerTask, load_tokenizer
+from visionkit.tasks.generation.tokenization import TokenizerTask, load_tokenizer
 from visionkit.tasks.generation.tokenizers import VQVAE, PixelQuantizer, VectorQuantizer
 from visionkit.tasks.generation.transformer import ARTransformer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from visionkit.tasks.base import BaseTask
 from visionkit.tasks.generation.judge import JudgeClassifier, load_judge, save_judge, train_judge
 from visionkit.tasks.generation.metrics import JudgeAccuracy, TokenNLL, judge_fid, judge_kid
 from visionkit.tasks.generation.ordering import Ordering
-from visionkit.tasks.generation.tokenizer_task import (
+from visionkit.tasks.generation.tokenization import (
     SHAPES_TOKENIZER_ARGS,
     TOKENIZER_ARCH_KEYS,
     load_tokenizer,
@@ -87,11 +87,11 @@ class AutoregressiveGenerationTask(BaseTask):
 
     def __init__(
         self,
-        ordering: str = "nar",
+        ordering: Literal["nar", "raster"] = "nar",
         image_size: tuple[int, ...] = (8, 8),
         in_channels: int = 1,
         num_classes: int = 10,
-        tokenizer: str = "pixel",
+        tokenizer: Literal["pixel", "vq"] = "pixel",
         levels: int = 17,
         tokenizer_ckpt: str | None = None,
         dim: int = 128,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -64,10 +64,25 @@ class MotionPredictionTask(BaseTask):
     monitor = "val_ADE"
     monitor_mode = "min"
 
-    def __init__(self, model: str = "eqmotion", past_len: int = 20, future_len: int = 20, dim: int = 3,
-                 channels: int = 64, hidden: int = 64, num_layers: int = 4, num_categories: int = 2, tau: float = 1.0,
-                 num_modes: int = 1, dct: bool = False, input_scale: float = 1.0, normalize: str = "scene",
-                 mpjpe_horizons_ms: list[int] | None = None, fps: float = 25.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Literal["eqmotion", "constant_velocity"] = "eqmotion",
+        past_len: int = 20,
+        future_len: int = 20,
+        dim: int = 3,
+        channels: int = 64,
+        hidden: int = 64,
+        num_layers: int = 4,
+        num_categories: int = 2,
+        tau: float = 1.0,
+        num_modes: int = 1,
+        dct: bool = False,
+        input_scale: float = 1.0,
+        normalize: Literal["scene", "none"] = "scene",
+        mpjpe_horizons_ms: list[int] | None = None,
+        fps: float = 25.0,
+        **kwargs: Any,
+    ) -> None:
         if model not in MODELS:
             raise ValueError(f"model.init_args.model: expected one of {MODELS}, got {model!r}")
         super().__init__(**kwargs)
@@ -79,9 +94,20 @@ class MotionPredictionTask(BaseTask):
         if hp.model == "constant_velocity":
             self.model: nn.Module = ConstantVelocity(hp.future_len)
         else:
-            self.model = EqMotion(hp.past_len, hp.future_len, hp.dim, hp.channels, hp.hidden, hp.num_layers,
-                                  hp.num_categories, hp.tau, hp.num_modes, hp.dct, input_scale=hp.input_scale,
-                                  normalize=hp.normalize)
+            self.model = EqMotion(
+                hp.past_len,
+                hp.future_len,
+                hp.dim,
+                hp.channels,
+                hp.hidden,
+                hp.num_layers,
+                hp.num_categories,
+                hp.tau,
+                hp.num_modes,
+                hp.dct,
+                input_scale=hp.input_scale,
+                normalize=hp.normalize,
+            )
 
     def make_metrics(self) -> MetricCollection:
         metrics: dict[str, Any] = {"ADE": ADE(), "FDE": FDE(), "MSE": MSE()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -13,6 +13,7 @@ from visionkit.tasks.base import BaseTask
 from visionkit.tasks.pointcloud.metrics import MeanClassAccuracy, RepeatedAccuracy
 from visionkit.tasks.pointcloud.models import build_pointcloud_model
 from visionkit.tasks.pointcloud.protocol import (
+    Rotation,
     check_mode,
     protocol_rotations,
     rotate_batch,
@@ -52,11 +53,21 @@ class PointCloudClassificationTask(BaseTask):
     monitor = "val_OverallAccuracy"
     monitor_mode = "max"
 
-    def __init__(self, model: str = "pointnet", num_classes: int = 10, frame_averaging: str = "none",
-                 model_args: dict[str, Any] | None = None, train_rotation: str = "z", test_rotation: str = "so3",
-                 test_repeats: int = 3, eval_seed: int = 0, up_axis: str | None = None,
-                 label_smoothing: float = 0.0, disentangle_weights: tuple[float, float, float, float] = (
-                     1.0, 1.0, 0.2, 0.1), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Literal["pointnet", "dgcnn", "parot"] = "pointnet",
+        num_classes: int = 10,
+        frame_averaging: Literal["none", "so3", "o3"] = "none",
+        model_args: dict[str, Any] | None = None,
+        train_rotation: Rotation = "z",
+        test_rotation: Rotation = "so3",
+        test_repeats: int = 3,
+        eval_seed: int = 0,
+        up_axis: Literal["x", "y", "z"] | None = None,
+        label_smoothing: float = 0.0,
+        disentangle_weights: tuple[float, float, float, float] = (1.0, 1.0, 0.2, 0.1),
+        **kwargs: Any,
+    ) -> None:
         check_mode(train_rotation, "model.init_args.train_rotation")
         check_mode(test_rotation, "model.init_args.test_rotation")
         if test_repeats < 1:
@@ -68,8 +79,9 @@ class PointCloudClassificationTask(BaseTask):
 
     def configure_models(self) -> None:
         hp = self.hparams
-        self.model = build_pointcloud_model(hp.model, self._num_outputs(), hp.frame_averaging, self.segmentation,
-                                            self._num_categories(), hp.model_args)
+        self.model = build_pointcloud_model(
+            hp.model, self._num_outputs(), hp.frame_averaging, self.segmentation, self._num_categories(), hp.model_args
+        )
 
     def _num_outputs(self) -> int:
         return self.hparams.num_classes
@@ -79,8 +91,9 @@ class PointCloudClassificationTask(BaseTask):
 
     def make_metrics(self) -> MetricCollection:
         C = self.hparams.num_classes
-        return MetricCollection({"OverallAccuracy": MulticlassAccuracy(C, average="micro"),
-                                 "MeanClassAccuracy": MeanClassAccuracy(C)})
+        return MetricCollection(
+            {"OverallAccuracy": MulticlassAccuracy(C, average="micro"), "MeanClassAccuracy": MeanClassAccuracy(C)}
+        )
 
     def configure_metrics(self) -> None:
         super().configure_metrics()
@@ -108,8 +121,9 @@ class PointCloudClassificationTask(BaseTask):
         """``(logits (B, C) or (B, N, C), auxiliary losses)``; training batches are turned by ``train_rotation``."""
         points, category = batch["points"], batch.get("category")
         if self.training and self.hparams.train_rotation != "none":
-            R = protocol_rotations(self.hparams.train_rotation, points.shape[0], self.up_axis,
-                                   dtype=points.dtype, device=points.device)
+            R = protocol_rotations(
+                self.hparams.train_rotation, points.shape[0], self.up_axis, dtype=points.dtype, device=points.device
+            )
             points = rotate_batch({"points": points}, R)["points"]
         if self.training and hasattr(self.model, "forward_train"):
             return self.model.forward_train(points, category)
@@ -118,13 +132,20 @@ class PointCloudClassificationTask(BaseTask):
     def compute_losses(self, outputs: tuple[Tensor, dict[str, Tensor]], batch: dict[str, Any]) -> dict[str, Tensor]:
         logits, aux = outputs
         target = self._target(batch)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1).long(),
-                             label_smoothing=self.hparams.label_smoothing)
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]),
+            target.reshape(-1).long(),
+            label_smoothing=self.hparams.label_smoothing,
+        )
         losses = {"ce": ce}
         if aux:
             w = self.hparams.disentangle_weights
-            losses["disentangle"] = (w[0] * aux["local_consistency"] + w[1] * aux["global_consistency"]
-                                     + w[2] * aux["local_orthogonality"] + w[3] * aux["global_orthogonality"])
+            losses["disentangle"] = (
+                w[0] * aux["local_consistency"]
+                + w[1] * aux["global_consistency"]
+                + w[2] * aux["local_orthogonality"]
+                + w[3] * aux["global_orthogonality"]
+            )
         losses["loss"] = sum(losses.values())
         return losses
 
@@ -141,8 +162,15 @@ class PointCloudClassificationTask(BaseTask):
         if mode == "none":
             return batch
         keys = sample_keys(batch, batch_idx)
-        R = seeded_rotations(mode, keys, repeat, self.hparams.eval_seed, self.up_axis,
-                             dtype=batch["points"].dtype, device=batch["points"].device)
+        R = seeded_rotations(
+            mode,
+            keys,
+            repeat,
+            self.hparams.eval_seed,
+            self.up_axis,
+            dtype=batch["points"].dtype,
+            device=batch["points"].device,
+        )
         return rotate_batch(batch, R)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:

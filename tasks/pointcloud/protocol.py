@@ -9,14 +9,16 @@ model sees exactly the same rotated test shapes, whatever the batch size or the 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
 
 from visionkit.ops.rotations import axis_rotation, random_rotation, rotate_points
 
-MODES = ("none", "z", "so3")
+#: rotation protocols: none, about the up axis, or any rotation
+Rotation = Literal["none", "z", "so3"]
+MODES = get_args(Rotation)
 
 
 def check_mode(mode: str, key: str) -> str:

@@ -67,3 +67,18 @@ def test_options_from_environment_variables(tmp_path, monkeypatch):
     monkeypatch.setenv("PL_FIT__TRAINER__MAX_EPOCHS", "5")  # the command line wins over the environment
     cli = main(["fit", *TOY, "--trainer.default_root_dir", str(tmp_path)])
     assert cli.trainer.log_every_n_steps == 7 and cli.trainer.max_epochs == 1
+
+
+@pytest.mark.parametrize("config, key, value", [
+    ("configs/pointcloud/synthetic_parot_cls.yaml", "model.init_args.frame_averaging", "so4"),
+    ("configs/motion/particles.yaml", "model.init_args.normalize", "scaled"),
+    ("configs/generation/digits_nar.yaml", "model.init_args.ordering", "spiral"),
+    ("configs/obb/synthetic.yaml", "data.init_args.label_mode", "polygon"),
+    ("configs/motion/particles.yaml", "model.init_args.optimizer", "sgdx"),
+])
+def test_a_wrong_choice_fails_while_parsing_naming_key_and_choices(capsys, config, key, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", config, f"--{key}", value, "--print_config"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert key in err[0] and "expected one of" in err[0] and repr(value) in err[0], err

@@ -8,7 +8,7 @@ import visionkit.tasks.generation.autoregressive as ar_module
 from visionkit.datamodules.generation import SyntheticShapes
 from visionkit.errors import CheckpointError, DatasetNotFoundError
 from visionkit.tasks.generation import AutoregressiveGenerationTask
-from visionkit.tasks.generation.tokenizer_task import load_tokenizer, tokenizer_config
+from visionkit.tasks.generation.tokenization import load_tokenizer, tokenizer_config
 
 SMALL_VQ = {"hidden": 8, "downsample": 4, "num_codes": 16, "code_dim": 4, "beta": 0.25}
 
