@@ -10,7 +10,6 @@ import torch
 
 TESTS = Path(__file__).resolve().parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("VISIONKIT_NO_RICH", "1")
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
@@ -36,7 +35,6 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["HF_HUB_OFFLINE"] = "1"
     env["OMP_NUM_THREADS"] = "1"
-    env.pop("VISIONKIT_TEST_KILL", None)
     return env
 
 

@@ -156,8 +156,7 @@ WRITERS: dict[str, tuple[Callable[[Path], list[str]], bool]] = {
 # ------------------------------------------------------------------------------------------------ runs
 def _env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-               VISIONKIT_NO_RICH="1")
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
     return env
 
 
