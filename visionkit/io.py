@@ -99,3 +99,36 @@ def load_torch(path: str | os.PathLike | IO[bytes], map_location: Any = "cpu", t
         raise CheckpointError(
             f"{name}: refusing to unpickle {what} (loading it could run code from the file); if you made this "
             "file yourself, pass --trust_checkpoint true") from None
+
+
+def read_image(path: str | os.PathLike, channels: int = 3) -> Any:
+    """Decode an image file to a uint8 tensor ``(channels, H, W)``.
+
+    torchvision's ``decode_image`` (PNG, JPEG, GIF, WebP) keeps the pixels uint8 until the caller converts
+    them; other formats (TIFF, BMP, ...) fall back to Pillow. A file that cannot be decoded raises
+    :class:`~visionkit.errors.DataError` naming it.
+
+    Args:
+        path: image file.
+        channels: 3 (RGB) or 1 (grey).
+    """
+    import torch
+    from torchvision.io import ImageReadMode, decode_image
+
+    from visionkit.errors import DataError
+
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    try:
+        return decode_image(str(path), mode=mode)
+    except (RuntimeError, ValueError):
+        pass  # not a format torchvision decodes: try Pillow
+    try:
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB" if channels == 3 else "L")).copy()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read image ({err})") from err
+    t = torch.from_numpy(arr)
+    return t.permute(2, 0, 1).contiguous() if t.dim() == 3 else t[None]

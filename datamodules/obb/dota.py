@@ -43,7 +43,7 @@ from visionkit.datamodules.obb import transforms as T
 from visionkit.datamodules.obb.augment import OBBBatchAugment, flip_rotate_batch
 from visionkit.datamodules.obb.transforms import points_in_boxes
 from visionkit.errors import DataError, DatasetNotFoundError
-from visionkit.io import atomic_open
+from visionkit.io import atomic_open, read_image
 
 __all__ = [
     "DOTA_V1_0_CLASSES", "DOTA_V1_5_CLASSES", "DOTA_V2_0_CLASSES", "DOTA_CLASSES", "RSAR_CLASSES",
@@ -399,14 +399,7 @@ def _find_image(folder: Path, stem: str) -> Path | None:
 
 
 def _load_image(path: Path) -> Tensor:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise DataError(f"{path}: cannot read image ({e})") from e
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+    return read_image(path).float() / 255.0
 
 
 def _image_size(path: Path) -> tuple[int, int]:
