@@ -91,11 +91,13 @@ def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> di
         margs["roi_chunk"] = roi_chunk
     hi = max(margs.get("view_scale_range", (0.5, 1.5)))
     margs.update(view_scale_range=(hi, hi), rotate_prob=1.0)  # the largest views: the memory's worst case
+    dargs = dict(cfg["data"]["init_args"], root=str(root), num_workers=0, pin_memory=False)
+    dm = DOTAPoints(**dargs)
+    for key in ("num_classes", "class_names"):  # linked from the data by the CLI when the config leaves them out
+        margs.setdefault(key, getattr(dm, key))
     task = PointOBBTask(**margs)
     task._update_progress = lambda: None
     task.progress.fill_(max(margs.get("angle_proposal_start", 0.6), margs.get("angle_loss_start", 0.25)))
-    dargs = dict(cfg["data"]["init_args"], root=str(root), num_workers=0, pin_memory=False)
-    dm = DOTAPoints(**dargs)
     dm.train_dataset = dm.make_dataset("train")
     batch = next(iter(dm.train_dataloader()))
     opt = torch.optim.SGD(task.parameters(), lr=1e-4, momentum=0.9)
