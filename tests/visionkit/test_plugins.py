@@ -37,11 +37,14 @@ class PluginMeanTask(BaseTask):
         self.backbone = build_backbone(self.hparams.backbone)
         self.head = nn.Linear(self.backbone.out_channels[0], 3)
 
-    def forward(self, batch):
-        return {"mean": self.head(self.backbone(batch["image"])[0].mean((2, 3)))}
+    def compute_outputs(self, batch):
+        return self.head(self.backbone(batch["image"])[0].mean((2, 3)))
 
-    def compute_losses(self, batch):
-        return {"loss": nn.functional.mse_loss(self(batch)["mean"], batch["image"].mean((2, 3)))}
+    def compute_losses(self, outputs, batch):
+        return {"loss": nn.functional.mse_loss(outputs, batch["image"].mean((2, 3)))}
+
+    def postprocess(self, outputs, batch):
+        return {"mean": outputs}
 
 
 class PluginImages(BaseDataModule):
