@@ -95,9 +95,10 @@ def bench_speed(batch_size: int, steps: int, image_size: int, iterations: int) -
               f"inference +{(ti - base_inf) / n:.3f} s ({(ti - base_inf) / n / base_inf:.2f}x)")
 
 
-def bench_accuracy(checkpoint: str, batch_size: int) -> None:
+def bench_accuracy(checkpoint: str, batch_size: int, focal: float = 200.0) -> None:
     task = HandReconstructionTask.load_from_checkpoint(checkpoint, map_location="cpu", init_weights=None).eval()
-    dm = SyntheticHands(num_train=2240, num_val=1, num_test=500, batch_size=batch_size, seed=0)
+    # the 3D joints do not depend on the focal length (same seeds), only the images do
+    dm = SyntheticHands(num_train=2240, num_val=1, num_test=500, batch_size=batch_size, seed=0, focal=focal)
     dm.setup("fit")
     dm.setup("test")
     train = dm.train_dataset.data["joints3d"]
@@ -238,6 +239,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--interhand-memory", type=int, metavar="N", help="InterHand2.6M annotation bytes per sample")
     p.add_argument("--loader", help="with --interhand-memory: path of another interhand.py to measure")
+    p.add_argument("--focal", type=float, default=200.0, help="with --checkpoint: SyntheticHands focal length (px)")
     p.add_argument("--lift-steps", type=int, help="train an MLP lifting true 2D joints to the hand layer")
     p.add_argument("--lift-noise", type=float, default=0.0, help="with --lift-steps: 2D noise (px)")
     a = p.parse_args()
@@ -247,7 +249,7 @@ def main() -> None:
     elif a.interhand_memory:
         bench_interhand_memory(a.interhand_memory, a.loader)
     elif a.checkpoint:
-        bench_accuracy(a.checkpoint, a.batch_size)
+        bench_accuracy(a.checkpoint, a.batch_size, a.focal)
     else:
         bench_speed(a.batch_size, a.steps, a.image_size, a.iterations)
 
