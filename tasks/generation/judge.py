@@ -7,22 +7,21 @@ task saves the frozen judge to ``save_path`` at the end of fitting, and generati
 
 from __future__ import annotations
 
-import math
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from visionkit.errors import CheckpointError, DatasetNotFoundError
 from visionkit.io import atomic_open, load_torch
 from visionkit.tasks.base import BaseTask
+from visionkit.tasks.generation.pretraining import freeze, train_frozen
 
 __all__ = ["JudgeClassifier", "JudgeTask", "load_judge", "save_judge", "train_judge"]
 
@@ -82,10 +81,7 @@ def load_judge(path: str | Path, key: str = "model.init_args.judge_path") -> Jud
         judge.load_state_dict(blob["state_dict"])
     except (KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{p}: not a judge file ({err})") from err
-    judge.eval()
-    for q in judge.parameters():
-        q.requires_grad_(False)
-    return judge
+    return freeze(judge)
 
 
 def train_judge(dataset: Dataset, in_channels: int, num_classes: int, spatial_dims: int = 2, steps: int = 600,
@@ -105,33 +101,17 @@ def train_judge(dataset: Dataset, in_channels: int, num_classes: int, spatial_di
     Returns:
         The trained judge, frozen, in eval mode, on the CPU.
     """
-    from visionkit.datamodules.base import collate_dict
-
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    judge = JudgeClassifier(in_channels, num_classes, 32, 64, spatial_dims).to(device)
-    opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
-    sampler = RandomSampler(dataset, replacement=True, num_samples=steps * batch_size, generator=g)
-    loader = DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate_dict, drop_last=True)
-    judge.train()
-    every = max(1, steps // 10)
-    for k, batch in enumerate(loader):
-        x, y = batch["image"].to(device).float(), batch["label"].to(device).long()
+    def step_loss(judge: nn.Module, batch: dict[str, Any], g: torch.Generator) -> tuple[Tensor, str]:
+        x, y = batch["image"].float(), batch["label"].long()
         if noise > 0:
-            x = (x + noise * torch.randn(x.shape, generator=g).to(device)).clamp(0, 1)
+            x = (x + noise * torch.randn(x.shape, generator=g).to(x.device)).clamp(0, 1)
         loss = F.cross_entropy(judge(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress and ((k + 1) % every == 0 or k + 1 == steps):
-            print(f"judge: step {k + 1}/{steps} loss={loss.item():.4f}", file=sys.stdout, flush=True)
-    judge = judge.cpu().eval()
-    for q in judge.parameters():
-        q.requires_grad_(False)
-    return judge
+        return loss, f"loss={loss.item():.4f}"
+
+    torch.manual_seed(seed)  # the judge's initial weights
+    judge = JudgeClassifier(in_channels, num_classes, 32, 64, spatial_dims)
+    return train_frozen(judge, dataset, step_loss, steps, batch_size, lr, weight_decay, warmup_steps, seed, device,
+                        progress, "judge")
 
 
 class JudgeTask(BaseTask):

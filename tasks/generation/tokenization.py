@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 from torchmetrics import MeanSquaredError, MetricCollection
 
 from visionkit.errors import CheckpointError, DatasetNotFoundError
 from visionkit.io import atomic_open, load_torch
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.generation.metrics import CodebookUsage
+from visionkit.tasks.generation.pretraining import freeze, train_frozen
 from visionkit.tasks.generation.tokenizers import VQVAE
 
 __all__ = ["SHAPES_TOKENIZER_ARGS", "TOKENIZER_ARCH_KEYS", "TokenizerTask", "load_tokenizer", "save_tokenizer",
@@ -92,10 +91,7 @@ def load_tokenizer(path: str | Path, key: str = "model.init_args.tokenizer_ckpt"
         model.load_state_dict(sd)
     except (KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{p}: not a TokenizerTask checkpoint ({err})") from err
-    model.eval()
-    for q in model.parameters():
-        q.requires_grad_(False)
-    return model
+    return freeze(model)
 
 
 def tokenizer_config(model: VQVAE) -> dict[str, Any]:
@@ -132,31 +128,16 @@ def train_tokenizer(dataset: Dataset, args: dict[str, Any] | None = None, steps:
     Returns:
         The trained VQ-VAE, frozen, in eval mode, on the CPU.
     """
-    from visionkit.datamodules.base import collate_dict
-
     if steps < 1:
         raise ValueError(f"train_tokenizer: steps must be >= 1, got {steps}")
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = VQVAE(**{**SHAPES_TOKENIZER_ARGS, **(args or {})}).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
-    sampler = RandomSampler(dataset, replacement=True, num_samples=steps * batch_size, generator=g)
-    loader = DataLoader(dataset, batch_size, sampler=sampler, collate_fn=collate_dict, drop_last=True)
-    model.train()
-    every = max(1, steps // 10)
-    for k, batch in enumerate(loader):
-        x = batch["image"].to(device).float()
+
+    def step_loss(model: nn.Module, batch: dict[str, Any], g: torch.Generator) -> tuple[Tensor, str]:
+        x = batch["image"].float()
         recon, _, vq = model(x)
         rec = F.mse_loss(recon, x)
-        opt.zero_grad(set_to_none=True)
-        (rec + vq).backward()
-        opt.step()
-        sched.step()
-        if progress and ((k + 1) % every == 0 or k + 1 == steps):
-            print(f"{desc}: step {k + 1}/{steps} recon_mse={rec.item():.5f}", file=sys.stdout, flush=True)
-    model = model.cpu().eval()
-    for q in model.parameters():
-        q.requires_grad_(False)
-    return model
+        return rec + vq, f"recon_mse={rec.item():.5f}"
+
+    torch.manual_seed(seed)  # the initial weights
+    model = VQVAE(**{**SHAPES_TOKENIZER_ARGS, **(args or {})})
+    return train_frozen(model, dataset, step_loss, steps, batch_size, lr, 0.0, warmup_steps, seed, device, progress,
+                        desc)
