@@ -73,7 +73,10 @@ class PseudoLabelDataset(Dataset):
         self.base = base
         self.label_dir = Path(label_dir)
         if not self.label_dir.is_dir():
-            raise DatasetNotFoundError(f"{key}: {self.label_dir} does not exist")
+            raise DatasetNotFoundError(
+                f"{key}: {self.label_dir} does not exist: write the pseudo labels first (fit the point-supervised "
+                "config, then predict with it, e.g. configs/obb/pointobb_synthetic.yaml; docs/pointobb.md), or set "
+                "it to null to train on the true boxes")
         index = {c: i for i, c in enumerate(class_names)}
         self.targets = []
         for i in range(len(base)):
