@@ -67,7 +67,7 @@ def bench_speed(batch_size: int, steps: int, image_size: int, iterations: int) -
         opt = torch.optim.AdamW(task.parameters(), lr=1e-4)
 
         def train_step(task=task, opt=opt) -> None:
-            loss = task.compute_losses(batch)["loss"]
+            loss = task.batch_losses(batch)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()

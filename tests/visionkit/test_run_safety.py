@@ -262,7 +262,7 @@ def test_finiteness_guard_names_the_bad_terms():
 def test_weight_files_named_in_configs_load_safely(tmp_path):
     """``init_weights`` (hands) and ``tokenizer_ckpt`` (generation) refuse a planted payload without running it."""
     from visionkit.tasks.generation.tokenization import load_tokenizer
-    from visionkit.tasks.hands.task import HandReconstructionTask
+    from visionkit.tasks.hands.reconstruction import HandReconstructionTask
 
     marker = tmp_path / "payload_ran"
     evil = tmp_path / "evil.ckpt"

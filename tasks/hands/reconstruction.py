@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -64,7 +64,7 @@ class HandReconstructionTask(BaseTask):
 
     def __init__(
         self,
-        hand_model: str = "procedural",
+        hand_model: Literal["procedural", "mano"] = "procedural",
         mano_dir: str | None = None,
         fix_left_shapedirs: bool = True,
         backbone: str = "simple_cnn",
@@ -165,11 +165,15 @@ class HandReconstructionTask(BaseTask):
         return torch.cat(verts, 1), batch["mano_valid"].to(pose)
 
     # ------------------------------------------------------------------ losses
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def compute_outputs(self, batch: dict[str, Any]) -> list[dict[str, Tensor]]:
+        """DIR's estimate per stage (initial estimate, then each refinement iteration)."""
+        return self.model(batch["image"])
+
+    def compute_losses(self, outputs: list[dict[str, Tensor]], batch: dict[str, Any]) -> dict[str, Tensor]:
         hp = self.hparams
         image = batch["image"]
         H, W = image.shape[-2:]
-        outs = self.model(image)
+        outs = outputs
         valid = batch["joint_valid"].to(image)
         gt = batch["joints3d"].to(image)
         gt_rel = root_relative(gt)
@@ -240,11 +244,13 @@ class HandReconstructionTask(BaseTask):
         return ((ce + coord) * inside).sum() / inside.sum().clamp_min(1)
 
     # ------------------------------------------------------------------ inference
-    def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def postprocess(self, outputs: list[dict[str, Tensor]], batch: dict[str, Any]) -> dict[str, Any]:
+        """Camera-space ``joints3d (B, 42, 3)`` mm, ``joints2d``, every stage's (``iterations``) and, with MANO,
+        ``vertices``."""
         image = batch["image"]
         H, W = image.shape[-2:]
         K = batch["K"].to(image)
-        outs = self.model(image)
+        outs = outputs
         cams = [to_camera(o["rel"], o["uv"], o["offset"], o["params"], K, (H, W)) for o in outs]
         preds: dict[str, Any] = {"joints3d": cams[-1][0], "joints2d": cams[-1][1],
                                  "iterations": [c[0] for c in cams], "iterations2d": [c[1] for c in cams]}

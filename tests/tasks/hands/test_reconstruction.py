@@ -24,7 +24,7 @@ def batch():
 
 def test_contract_and_losses(batch):
     task = HandReconstructionTask(**TINY)
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert set(losses) >= {"loss", "joints3d", "joints2d", "bones", "offset"}
     assert torch.isfinite(losses["loss"])
     task.eval()
@@ -42,12 +42,12 @@ def test_short_training_lowers_the_loss(batch):
     opt = torch.optim.AdamW(task.parameters(), lr=3e-3)
     first = None
     for _ in range(25):
-        loss = task.compute_losses(batch)["loss"]
+        loss = task.batch_losses(batch)["loss"]
         first = float(loss) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(task.compute_losses(batch)["loss"]) < 0.7 * first
+    assert float(task.batch_losses(batch)["loss"]) < 0.7 * first
 
 
 
@@ -61,25 +61,25 @@ def test_iteration_weights_weigh_each_estimate(batch):
     single = []
     for k in range(3):
         task.hparams.iteration_weights = [float(i == k) for i in range(3)]
-        single.append(task.compute_losses(batch))
+        single.append(task.batch_losses(batch))
     assert single[0]["joints3d"] != single[2]["joints3d"]
     task.hparams.iteration_weights = [1.0, 2.0, 3.0]
-    mixed = task.compute_losses(batch)
+    mixed = task.batch_losses(batch)
     for key in ("loss", "joints3d", "joints2d", "bones", "offset"):
         expect = (single[0][key] + 2 * single[1][key] + 3 * single[2][key]) / 6
         assert torch.allclose(mixed[key], expect, rtol=1e-5), key
     # the default weighs all estimates equally
     task.hparams.iteration_weights = None
-    assert torch.allclose(task.compute_losses(batch)["loss"], sum(d["loss"] for d in single) / 3, rtol=1e-5)
+    assert torch.allclose(task.batch_losses(batch)["loss"], sum(d["loss"] for d in single) / 3, rtol=1e-5)
     # a loss on the initial estimate alone sends no gradient to the refinement iterations
     task.hparams.iteration_weights = [1.0, 0.0, 0.0]
     task.zero_grad()
-    task.compute_losses(batch)["loss"].backward()
+    task.batch_losses(batch)["loss"].backward()
     grads = [p.grad for p in task.model.blocks.parameters()]
     assert all(g is None or g.abs().max() == 0 for g in grads)
     assert task.model.init_head[0].weight.grad.abs().max() > 0
     with pytest.raises(ValueError, match="iteration_weights"):
-        HandReconstructionTask(iteration_weights=[1.0, 1.0], **TINY).compute_losses(batch)
+        HandReconstructionTask(iteration_weights=[1.0, 1.0], **TINY).batch_losses(batch)
 
 def test_metrics_per_iteration(batch):
     task = HandReconstructionTask(**TINY).eval()
@@ -128,7 +128,7 @@ def test_test_run_draws_estimates_against_the_truth(tmp_path):
 def test_keypoint_heatmaps_are_supervised(batch):
     """With ``keypoint_stride`` the loss has a heatmap term that is minimal when the heatmaps are the targets."""
     task = HandReconstructionTask(keypoint_stride=8, **TINY)
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert torch.isfinite(losses["keypoints"]) and losses["keypoints"] > 0
     H, W = batch["image"].shape[-2:]
     h, w = H // 8, W // 8
@@ -183,7 +183,7 @@ def test_mano_model_predicts_meshes_and_writes_obj(batch, tmp_path):
     b["mano_shape"] = torch.randn(8, 2, 10)
     b["mano_valid"] = torch.ones(8, 2)
     b["cam_R"] = torch.eye(3).expand(8, 3, 3)
-    losses = task.compute_losses(b)
+    losses = task.batch_losses(b)
     assert losses["vertices"] > 0 and torch.isfinite(losses["loss"])
     task.eval()
     preds = task(b)
@@ -211,7 +211,7 @@ def test_second_stage_loads_weights_and_trains_only_the_refinement(batch, tmp_pa
     assert not task.model.backbone.training and task.model.blocks.training
     opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-3)
     before = {k: v.clone() for k, v in task.state_dict().items()}
-    task.compute_losses(batch)["loss"].backward()
+    task.batch_losses(batch)["loss"].backward()
     opt.step()
     after = task.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("model.backbone", "model.init_")))
