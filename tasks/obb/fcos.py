@@ -21,14 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visionkit.backbones import build_backbone
+from visionkit.backbones import FPN, InputNormalization, build_backbone
 from visionkit.ops.rotated_boxes import batched_nms_rotated, regularize_obb
 from visionkit.tasks.obb.coders import AngleCoder
 
-__all__ = ["FPN", "RotatedFCOS", "RotatedFCOSHead", "centerness_target", "decode_sides", "encode_sides"]
+__all__ = ["RotatedFCOS", "RotatedFCOSHead", "centerness_target", "decode_sides", "encode_sides"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -80,33 +78,6 @@ def centerness_target(sides: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------- modules
 def _gn(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, channels), channels)
-
-
-class FPN(nn.Module):
-    """Feature pyramid: lateral 1×1 convs, top-down nearest upsampling + sum, 3×3 output convs.
-
-    Extra levels (``num_extra``) are stride-2 3×3 convs on the coarsest output (ReLU between them).
-
-    Args:
-        in_channels: channels of the backbone levels, finest first.
-        channels: output channels of every level.
-        num_extra: extra coarser levels.
-    """
-
-    def __init__(self, in_channels: Sequence[int], channels: int, num_extra: int = 0) -> None:
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.output = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels)
-        self.extra = nn.ModuleList(nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in range(num_extra))
-
-    def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
-        lat = [conv(f) for conv, f in zip(self.lateral, feats)]
-        for i in range(len(lat) - 1, 0, -1):
-            lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[-2:], mode="nearest")
-        outs = [conv(x) for conv, x in zip(self.output, lat)]
-        for j, conv in enumerate(self.extra):
-            outs.append(conv(outs[-1] if j == 0 else F.relu(outs[-1])))
-        return outs
 
 
 class RotatedFCOSHead(nn.Module):
@@ -190,7 +161,8 @@ class RotatedFCOS(nn.Module):
             are positives.
         center_radius: centre-sampling radius in strides.
         dist_act: side-distance activation, ``"exp"`` or ``"relu"``.
-        normalize: standardise the [0, 1] image with the ImageNet mean/std.
+        normalize: standardise the [0, 1] image with the backbone's mean/std (timm: its pretrained config;
+            registered backbones: ImageNet's).
         score_thr: minimum class probability of a candidate.
         nms_pre: candidates kept per level (top-k).
         nms_thr: rotated IoU above which a lower-scored box of the same class is suppressed.
@@ -239,10 +211,8 @@ class RotatedFCOS(nn.Module):
         self.regress_ranges = [(float(lo), math.inf if hi < 0 else float(hi)) for lo, hi in regress_ranges]
         self.center_sampling, self.center_radius = center_sampling, center_radius
         self.score_thr, self.nms_pre, self.nms_thr, self.max_det = score_thr, nms_pre, nms_thr, max_det
-        self.normalize = normalize
         self.multi_label, self.class_agnostic_nms = multi_label, class_agnostic_nms
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_norm = InputNormalization.from_backbone(self.backbone, enabled=normalize)
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, images: Tensor) -> dict[str, Any]:
@@ -256,8 +226,7 @@ class RotatedFCOS(nn.Module):
             ``points (P, 2)`` location centres in pixels, ``strides (P,)``, ``levels (P,)`` and ``sizes``
             (the ``(h, w)`` of every level).
         """
-        x = (images - self.pixel_mean) / self.pixel_std if self.normalize and images.shape[1] == 3 else images
-        feats = self.fpn(self.backbone(x))
+        feats = self.fpn(self.backbone(self.input_norm(images)))
         if len(feats) != len(self.strides):
             raise RuntimeError(f"backbone returned {len(feats)} levels, expected {len(self.strides)}")
         out = self.head(feats, self.strides)

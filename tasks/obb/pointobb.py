@@ -70,13 +70,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torchmetrics import Metric, MetricCollection
 
-from visionkit.backbones import build_backbone
+from visionkit.backbones import FPN, InputNormalization, build_backbone
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
 from visionkit.tasks.base import BaseTask
 from visionkit.tasks.obb import pointobb_views as V
 from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
 from visionkit.tasks.obb.dota_map import DOTAMeanAP
-from visionkit.tasks.obb.fcos import FPN, IMAGENET_MEAN, IMAGENET_STD
 from visionkit.tasks.obb.pointobb_angle import ANGLE_HEADS, build_angle_head
 
 __all__ = ["PointOBB", "PointOBBTask", "PseudoBoxIoU", "MILHead", "rotated_roi_grid", "weighted_box_mean"]
@@ -193,7 +192,8 @@ class PointOBB(nn.Module):
             score (a tight box of one object holds no other object's point when objects overlap little).
         pseudo_stage: the stage whose top-k mean (and bag score) is the pseudo box: 1 (the paper's refined box)
             or 0 (stage 1 is still trained and shapes the features).
-        normalize: standardise [0, 1] images with the ImageNet mean/std.
+        normalize: standardise [0, 1] images with the backbone's mean/std (timm: its pretrained config;
+            registered backbones: ImageNet's).
         roi_chunk: RoIs whose features are computed at once; while training, each chunk's features are
             recomputed in backward instead of kept (see :meth:`roi_logits`). 0: all at once, all kept.
         checkpoint_features: while training, keep only the outputs of the backbone stages, the FPN maps and the
@@ -284,9 +284,7 @@ class PointOBB(nn.Module):
         if len(agnostic_classes):
             agn[torch.tensor(list(agnostic_classes), dtype=torch.long)] = True
         self.register_buffer("agnostic", agn, persistent=False)
-        self.normalize = normalize
-        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.input_norm = InputNormalization.from_backbone(self.backbone, enabled=normalize)
 
     # ------------------------------------------------------------------------------------------ features
     def _recompute(self) -> bool:
@@ -294,7 +292,7 @@ class PointOBB(nn.Module):
 
     def features(self, images: Tensor) -> list[Tensor]:
         """FPN maps of ``(B, 3, H, W)`` images in [0, 1], finest first."""
-        x = (images - self.pixel_mean) / self.pixel_std if self.normalize and images.shape[1] == 3 else images
+        x = self.input_norm(images)
         recompute = self._recompute()
         if self._stagewise_checkpoints:  # timm backbones recompute stage by stage themselves, when asked
             self.backbone.model.set_grad_checkpointing(recompute)
