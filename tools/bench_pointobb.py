@@ -105,7 +105,7 @@ def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> di
     for step in range(steps):
         torch.manual_seed(step)
         t, c = time.perf_counter(), time.process_time()
-        losses = task.compute_losses(batch)
+        losses = task.batch_losses(batch)
         _progress(f"step {step}: forward", t, c)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()

@@ -90,7 +90,7 @@ def main() -> None:
         idx = torch.randint(0, len(tr), (a.bs,), generator=g).tolist()
         batch = collate_dict([tr[j] for j in idx])
         true_angles["theta"] = torch.cat(list(batch["gt_boxes"]))[:, 4]
-        losses = task.compute_losses(batch)
+        losses = task.batch_losses(batch)
         opt.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(task.parameters(), 10.0)

@@ -616,12 +616,16 @@ class PointOBB(nn.Module):
     def predict(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
                 rotate_proposals: bool = True) -> list[dict[str, Tensor]]:
         """Pseudo boxes per image: ``boxes (N_i, 5)`` le90, ``scores (N_i,)``, ``labels (N_i,)`` (the point order)."""
-        out = self.run(images, points, labels, rotate_proposals)
-        res = []
-        for i in range(images.shape[0]):
-            m = out["batch_idx"] == i
-            res.append({"boxes": out["boxes"][m], "scores": out["scores"][m], "labels": out["labels"][m]})
-        return res
+        return split_per_image(self.run(images, points, labels, rotate_proposals), images.shape[0])
+
+
+def split_per_image(out: dict[str, Any], batch_size: int) -> list[dict[str, Tensor]]:
+    """``boxes``, ``scores`` and ``labels`` of :meth:`PointOBB.run`'s outputs per image (the point order)."""
+    res = []
+    for i in range(batch_size):
+        m = out["batch_idx"] == i
+        res.append({"boxes": out["boxes"][m], "scores": out["scores"][m], "labels": out["labels"][m]})
+    return res
 
 
 # ---------------------------------------------------------------------------------------------- metric
@@ -823,15 +827,19 @@ class PointOBBTask(BaseTask):
             self.progress.fill_(min(1.0, self.global_step / total))
 
     # ------------------------------------------------------------------------------------------ losses
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+    def compute_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One pass of :meth:`PointOBB.run` (features, angle maps, both MIL stages, pseudo boxes)."""
         self._update_progress()
+        return self.model.run(batch["image"], list(batch["points"]), self.point_labels(batch),
+                              rotate_proposals=self.rotate_proposals())
+
+    def compute_losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
         hp = self.hparams
         m = self.model
         images = batch["image"]
-        points, labels = list(batch["points"]), self.point_labels(batch)
         prog = float(self.progress)
         angle_on = prog >= hp.angle_loss_start
-        out = m.run(images, points, labels, rotate_proposals=self.rotate_proposals())
+        out = outputs
         lab, bidx, size = out["labels"], out["batch_idx"], out["size"]
         zero = images.sum() * 0.0
         n = lab.shape[0]
@@ -910,16 +918,10 @@ class PointOBBTask(BaseTask):
         return {"loss": total, "mil0": mil0, "mil1": mil1, "neg": neg, "ssc": ssc, "sym": sym, "constraint": con}
 
     # ------------------------------------------------------------------------------------------ inference
-    def forward(self, batch: dict[str, Any]) -> dict[str, list[Tensor]]:
+    def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, list[Tensor]]:
         """Pseudo boxes per image: ``boxes (N_i, 5)`` le90, ``scores (N_i,)``, ``labels (N_i,)``, one per point."""
-        res = self.model.predict(batch["image"], list(batch["points"]), self.point_labels(batch),
-                                 rotate_proposals=self.rotate_proposals())
+        res = split_per_image(outputs, batch["image"].shape[0])
         return {k: [r[k] for r in res] for k in ("boxes", "scores", "labels")}
-
-    def evaluation_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
-        preds = self(batch)
-        self.update_metrics(self.metrics_for(split), preds, batch)
-        return preds
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         preds = self(batch)

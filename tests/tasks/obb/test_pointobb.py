@@ -191,7 +191,7 @@ def test_background_head_scores_classes_and_background():
     with pytest.raises(ValueError, match="choose one"):
         _model(stage0_background=True, stage0_sigmoid=True)
     task = PointOBBTask(stage0_background=True, **TINY)
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert float(losses["neg"]) > 0
     losses["loss"].backward()
     assert task.model.head0.cls.weight.grad[3].abs().sum() > 0  # the negatives train the background logit
@@ -285,11 +285,11 @@ def test_task_losses_phases_and_gradients():
     batch = _batch(4)
     task = PointOBBTask(angle_loss_start=0.5, angle_proposal_start=0.8, **TINY)
     torch.manual_seed(0)
-    early = task.compute_losses(batch)
+    early = task.batch_losses(batch)
     assert float(early["sym"]) == 0.0 and all(torch.isfinite(v) for v in early.values())
     task.progress.fill_(0.6)  # the trainer-less task keeps the progress it is given
     task._update_progress = lambda: None
-    late = task.compute_losses(batch)
+    late = task.batch_losses(batch)
     assert float(late["sym"].detach()) > 0 and float(late["ssc"].detach()) >= 0
     late["loss"].backward()
     assert task.model.angle_head.out.weight.grad.abs().sum() > 0  # the symmetry loss trains the angle branch
@@ -321,6 +321,34 @@ def test_forward_contract_and_metrics():
     assert math.isclose(float(res["test_miou"]), 1.0, abs_tol=1e-6) and math.isclose(float(res["test_map50"]), 1.0)
 
 
+def test_one_pass_serves_the_predictions_and_the_validation_losses(monkeypatch):
+    batch = _batch(3)
+    task = PointOBBTask(**TINY).eval()
+    with torch.no_grad():
+        out = task(batch)
+        ref = task.model.predict(batch["image"], list(batch["points"]), list(batch["labels"]),
+                                 rotate_proposals=task.rotate_proposals())
+    for i, r in enumerate(ref):  # the same pseudo boxes as the model's own inference
+        for k in ("boxes", "scores", "labels"):
+            assert torch.equal(out[k][i], r[k])
+    passes = []
+    monkeypatch.setattr(task.model, "run", lambda *a, _run=task.model.run, **kw: passes.append(1) or _run(*a, **kw))
+    logged = {}
+    monkeypatch.setattr(task, "log_dict", lambda d, **kw: logged.update(d))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        preds = task.evaluation_step(batch, "val")
+    torch.manual_seed(3)
+    with torch.no_grad():
+        losses = task.batch_losses(batch)
+    assert len(passes) == 2  # one per call above
+    assert set(logged) == {f"val_{k}" for k in losses}
+    for k, v in losses.items():
+        torch.testing.assert_close(logged[f"val_{k}"], v)
+    for i in range(3):
+        assert torch.equal(preds["boxes"][i], out["boxes"][i])
+
+
 def test_learning_curve_drops():
     torch.manual_seed(0)
     batch = _batch(4, seed=3)
@@ -330,7 +358,7 @@ def test_learning_curve_drops():
     hist = []
     for step in range(25):
         torch.manual_seed(step)
-        loss = task.compute_losses(batch)
+        loss = task.batch_losses(batch)
         opt.zero_grad()
         loss["loss"].backward()
         opt.step()
@@ -407,7 +435,7 @@ def test_symmetry_variants_train_the_angle_branch(padding):
     batch = _batch(3)
     task = PointOBBTask(angle_loss_start=0.0, rotate_padding=padding, sym_dense_weight=0.5, rotate_prob=1.0, **TINY)
     torch.manual_seed(0)
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
     losses["loss"].backward()
     assert task.model.angle_head.out.weight.grad.abs().sum() > 0
@@ -424,9 +452,9 @@ def test_tensor_head_with_image_and_scale_negatives_train():
                          tensor_maps=3, rotate_prob=1.0, **kw)
     plain.load_state_dict(task.state_dict())
     torch.manual_seed(0)
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     torch.manual_seed(0)
-    ref = plain.compute_losses(batch)
+    ref = plain.batch_losses(batch)
     assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
     assert float(losses["neg"]) != pytest.approx(float(ref["neg"]))  # the extra negatives enter the loss
     assert float(losses["mil0"]) == pytest.approx(float(ref["mil0"]))

@@ -27,7 +27,7 @@ def _task(roi_chunk, **kw):
 
 def _losses_and_grads(task, batch, seed=1):
     torch.manual_seed(seed)  # the same views and negatives for every task
-    losses = task.compute_losses(batch)
+    losses = task.batch_losses(batch)
     task.zero_grad()
     losses["loss"].backward()
     grads = {n: p.grad.clone() for n, p in task.named_parameters() if p.grad is not None}
@@ -64,7 +64,7 @@ def _saved_bytes(task, batch):
 
     torch.manual_seed(1)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        task.compute_losses(batch)
+        task.batch_losses(batch)
     return sum(seen.values())
 
 
@@ -97,7 +97,7 @@ def test_one_step_under_bf16_autocast_is_finite():
     opt = torch.optim.SGD(task.parameters(), lr=1e-3)
     torch.manual_seed(1)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = task.compute_losses(batch)
+        losses = task.batch_losses(batch)
     assert all(torch.isfinite(v) for v in losses.values()), losses
     assert float(losses["neg"].detach()) > 0 and float(losses["sym"].detach()) > 0
     losses["loss"].backward()
