@@ -73,8 +73,9 @@ from torchmetrics import Metric, MetricCollection
 from visionkit.backbones import FPN, InputNormalization, build_backbone
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
 from visionkit.tasks.base import BaseTask
+from visionkit.tasks.obb import pointobb_losses as L
 from visionkit.tasks.obb import pointobb_views as V
-from visionkit.tasks.obb.coders import AngleCoder, build_coder, wrap_le90
+from visionkit.tasks.obb.coders import AngleCoder, build_coder
 from visionkit.tasks.obb.dota_map import DOTAMeanAP
 from visionkit.tasks.obb.pointobb_angle import ANGLE_HEADS, build_angle_head
 
@@ -121,11 +122,6 @@ def weighted_box_mean(boxes: Tensor, weights: Tensor) -> Tensor:
     c = (torch.cos(2 * boxes[..., 4]) * w).sum(1)
     s = (torch.sin(2 * boxes[..., 4]) * w).sum(1)
     return torch.cat([lin, (torch.atan2(s, c) / 2)[:, None]], 1)
-
-
-def _smooth_l1(x: Tensor, beta: float) -> Tensor:
-    ax = x.abs()
-    return torch.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta) if beta > 0 else ax
 
 
 # ---------------------------------------------------------------------------------------------- modules
@@ -840,80 +836,25 @@ class PointOBBTask(BaseTask):
         prog = float(self.progress)
         angle_on = prog >= hp.angle_loss_start
         out = outputs
-        lab, bidx, size = out["labels"], out["batch_idx"], out["size"]
+        lab = out["labels"]
         zero = images.sum() * 0.0
         n = lab.shape[0]
         if n == 0:
             return {"loss": zero, "mil0": zero, "mil1": zero, "neg": zero, "ssc": zero, "sym": zero,
                     "constraint": zero}
         onehot = F.one_hot(lab, hp.num_classes).to(images.dtype)
-        mil0 = F.binary_cross_entropy(_bag(out["cls0"], out["ins0"]), onehot, reduction="sum") / n
-        mil1 = F.binary_cross_entropy(_bag(out["cls1"], out["ins1"]), onehot, reduction="sum") / n
-        # negatives of stage 1: every class towards background (focal, gamma 2)
-        neg_boxes, neg_b = m.negatives(out["box0"].detach(), bidx, images.shape[0], size,
-                                       points=out["points"] if hp.neg_avoid_points else None)
-        if hp.scale_negatives:  # the stage-0 box shrunk / grown: an object's inside or its surroundings
-            sb, sbi = m.scaled_negatives(out["box0"].detach(), bidx, hp.scale_negatives)
-            neg_boxes, neg_b = torch.cat([neg_boxes, sb.to(neg_boxes.dtype)]), torch.cat([neg_b, sbi])
-        if neg_boxes.shape[0]:
-            heads = [m.head0, m.head1] if (m.stage0_sigmoid or m.head0.background) else [m.head1]
-            logits = [c for c, _ in m.roi_logits(heads, out["feats"], neg_boxes, neg_b, size)]
-            if m.head0.background:
-                neg = _focal_negative(torch.sigmoid(logits[1])) + _focal_background(logits[0])
-            else:
-                neg = sum(_focal_negative(torch.sigmoid(c)) for c in logits)
-            neg = neg * hp.neg_loss_weight
-        else:
-            neg = zero
-        # scale-sensitive consistency with the resized view
+        mil0 = L.mil_loss(out["cls0"], out["ins0"], onehot)
+        mil1 = L.mil_loss(out["cls1"], out["ins1"], onehot)
+        neg = L.negatives_loss(m, out, images.shape[0], avoid_points=hp.neg_avoid_points,
+                               scale_factors=hp.scale_negatives, weight=hp.neg_loss_weight, zero=zero)
         views = V.sample_views(scale_range=tuple(hp.view_scale_range), angle_range=tuple(hp.view_angle_range),
                                rotate_prob=hp.rotate_prob)
-        s = views.scale
-        img_s = V.resize_view(images, s)
-        size_s = (int(img_s.shape[-2]), int(img_s.shape[-1]))
-        feats_s = m.features(img_s)
-        bags_s = out["bags0"].clone()
-        bags_s[..., :4] = bags_s[..., :4] * s
-        cls_s, ins_s, _ = m.mil_scores(m.head0, feats_s, bags_s, bidx, size_s, sigmoid=m.stage0_sigmoid,
-                                       keep=out["keep0"])
-        ssc = hp.ssc_cls_weight * _ssc(out["cls0"], cls_s, lab, m.num_scales, m.num_ratios) + \
-            hp.ssc_ins_weight * _ssc(out["ins0"], ins_s, lab, m.num_scales, m.num_ratios)
-        # symmetry-based angle learning with the rotated / flipped view
+        ssc = L.ssc_loss(m, out, images, views.scale, cls_weight=hp.ssc_cls_weight, ins_weight=hp.ssc_ins_weight)
         sym, con = zero, zero
         if angle_on:
-            base, amaps_o, theta_o, cons_o = images, out["amaps"], out["theta"], out["constraint"]  # theta (N, L)
-            disc = hp.rotate_padding == "disc"
-            if disc:  # both views see the same disc of content: the frame of the image gives away no turn
-                mask = V.disc_mask(size, images.device, images.dtype)  # (1, 1, H, W)
-                fill = images.mean((2, 3), keepdim=True)
-                base = images * mask + fill * (1 - mask)
-                amaps_o = m.angle_maps(m.features(base), base)
-                theta_o, _, cons_o = m.dense_to_sparse(amaps_o, out["points"], bidx, size)
-            if views.flip:
-                img_v, kind, param = V.vflip_view(base), "vflip", 0.0
-            else:
-                pad = "zeros" if disc else hp.rotate_padding
-                img_v, kind, param = V.rotate_view(base, views.angle, pad), "rotate", views.angle
-            if disc:
-                img_v = img_v * mask + fill * (1 - mask)
-            pts_v = V.transform_points(out["points"], kind, size, param)
-            amaps_v = m.angle_maps(m.features(img_v), img_v)
-            theta_v, _, cons_v = m.dense_to_sparse(amaps_v, pts_v, bidx, size)
-            d = theta_o + theta_v if views.flip else (theta_o - theta_v) - param
-            d = wrap_le90(d)
-            valid = V.inside_image(pts_v, size) & ~m.agnostic[lab]  # (N,)
-            if disc:
-                valid &= V.inside_disc(out["points"], size)
-            w = valid.to(d.dtype)[:, None].expand_as(d)
-            sym = (_smooth_l1(d, hp.sym_beta) * w).sum() / w.sum().clamp_min(1.0) * hp.sym_weight
-            if hp.sym_dense_weight > 0:  # the same relation at every cell of every level
-                th_o, th_v, ok = m.dense_view_angles(amaps_o, amaps_v, kind, param, size)
-                dense = zero
-                for a, b, v in zip(th_o, th_v, ok):
-                    dd = wrap_le90(a + b if views.flip else (a - b) - param)
-                    dense = dense + (_smooth_l1(dd, hp.sym_beta) * v).sum() / (v.sum() * dd.shape[0]).clamp_min(1)
-                sym = sym + dense / len(th_o) * hp.sym_dense_weight
-            con = ((cons_o + cons_v) * w).sum() / w.sum().clamp_min(1.0) * hp.constraint_loss_weight
+            sym, con = L.symmetry_loss(m, out, images, views, padding=hp.rotate_padding, beta=hp.sym_beta,
+                                       weight=hp.sym_weight, dense_weight=hp.sym_dense_weight,
+                                       constraint_weight=hp.constraint_loss_weight, zero=zero)
         total = mil0 + mil1 + neg + ssc + sym + con
         return {"loss": total, "mil0": mil0, "mil1": mil1, "neg": neg, "ssc": ssc, "sym": sym, "constraint": con}
 
@@ -959,28 +900,3 @@ class PointOBBTask(BaseTask):
               "labels": preds["labels"][i].detach()} for i in range(n)]
         t = [{"boxes": gts[i], "labels": gt_labels[i], "difficult": difficult[i]} for i in range(n)]
         metrics["map"].update(p, t)
-
-
-def _focal_negative(p: Tensor) -> Tensor:
-    """Focal loss (gamma 2) of sigmoid scores ``(M, C)`` towards background, summed over classes, averaged."""
-    return -(p.pow(2) * torch.log((1 - p).clamp_min(1e-6))).sum(1).mean()
-
-
-def _focal_background(logits: Tensor) -> Tensor:
-    """Focal loss (gamma 2) of the background column (last) of a softmax ``(M, C + 1)``, averaged."""
-    logp = torch.log_softmax(logits, -1)[:, -1]
-    return -((1 - logp.exp()).pow(2) * logp).mean()
-
-
-def _bag(cls: Tensor, ins: Tensor) -> Tensor:
-    """Bag scores ``(N, C)`` = ``sum_k cls * ins`` clamped into ``(0, 1)`` for the cross-entropy."""
-    return (cls * ins).sum(1).clamp(1e-6, 1 - 1e-6)
-
-
-def _ssc(a: Tensor, b: Tensor, labels: Tensor, num_scales: int, num_ratios: int) -> Tensor:
-    """``1 - cos`` between the point-class score distributions of two views, per scale group (the column of one
-    aspect ratio across the scales), averaged. ``a, b``: ``(N, S*R, C)`` scale-major."""
-    idx = labels[:, None, None].expand(-1, a.shape[1], 1)
-    va = a.gather(2, idx).view(-1, num_scales, num_ratios)
-    vb = b.gather(2, idx).view(-1, num_scales, num_ratios)
-    return (1 - F.cosine_similarity(va, vb, dim=1, eps=1e-8)).mean()

@@ -15,10 +15,10 @@ from visionkit.tasks.obb.pointobb import (
     PointOBB,
     PointOBBTask,
     PseudoBoxIoU,
-    _ssc,
     rotated_roi_grid,
     weighted_box_mean,
 )
+from visionkit.tasks.obb.pointobb_losses import _ssc
 
 TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3, 4]}, fpn_channels=16,
             roi_size=3, head_dim=32)
