@@ -231,7 +231,7 @@ def main() -> None:
         return out
 
     with torch.no_grad():
-        t_vec, (_, enc, _) = _time(lambda: model.dense_to_sparse(amaps, pts, pidx, (H, W)))
+        t_vec, (_, enc, _) = _time(lambda: model.dense_to_sparse(amaps, pts, pidx))
         t_loop, ref = _time(loop_d2s, repeat=1)
     print(f"threads={args.threads}  dense-to-sparse matching, {m} points, {len(amaps)} levels")
     print(f"  vectorised {t_vec * 1e3:8.1f} ms   per-point loop {t_loop * 1e3:8.1f} ms   ratio {t_loop / t_vec:6.1f}x"

@@ -20,12 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from visionkit.datamodules.obb.transforms import wrap_le90
+
 __all__ = ["AngleCoder", "CSLCoder", "PSCCoder", "PlainAngleCoder", "UCRCoder", "build_coder", "wrap_le90"]
-
-
-def wrap_le90(theta: Tensor) -> Tensor:
-    """Wrap angles (radians) into ``[-pi/2, pi/2)`` (the le90 range; period pi)."""
-    return torch.remainder(theta + math.pi / 2, math.pi) - math.pi / 2
 
 
 class AngleCoder:

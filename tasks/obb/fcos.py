@@ -253,8 +253,7 @@ class RotatedFCOS(nn.Module):
 
     # ------------------------------------------------------------------------------------------ targets
     @torch.no_grad()
-    def assign(self, points: Tensor, strides: Tensor, levels: Tensor, boxes: Tensor,
-               labels: Tensor) -> tuple[Tensor, Tensor]:
+    def assign(self, points: Tensor, strides: Tensor, levels: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
         """Assign the locations of one image to its boxes.
 
         A location is a positive of box ``n`` if it lies inside the rotated box, within
@@ -266,7 +265,7 @@ class RotatedFCOS(nn.Module):
 
         Args:
             points: ``(P, 2)``, strides: ``(P,)``, levels: ``(P,)`` from :meth:`locations`.
-            boxes: ``(N, 5)`` le90 boxes, labels: ``(N,)`` in ``[0, num_classes)``.
+            boxes: ``(N, 5)`` le90 boxes.
 
         Returns:
             ``gt_index (P,)`` long, index of the assigned box or -1 for background, and ``sides (P, 4)`` the
@@ -314,7 +313,7 @@ class RotatedFCOS(nn.Module):
             if lab.numel() and (lab.min() < 0 or lab.max() >= self.num_classes):
                 raise ValueError(f"labels must lie in [0, {self.num_classes}), got {lab.unique().tolist()} "
                                  "(check model.init_args.num_classes)")
-            idx, sides = self.assign(pts, strides, levels, b, lab)
+            idx, sides = self.assign(pts, strides, levels, b)
             fg = idx >= 0
             safe = idx.clamp(min=0)
             t_labels.append(torch.where(fg, lab[safe] if lab.numel() else idx, torch.full_like(idx, self.num_classes)))

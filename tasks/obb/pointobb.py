@@ -397,14 +397,13 @@ class PointOBB(nn.Module):
         return [(flat[2 * i], flat[2 * i + 1]) for i in range(len(heads))]
 
     # ------------------------------------------------------------------------------------------ angles
-    def dense_to_sparse(self, amaps: Sequence[Tensor], points: Tensor, batch_idx: Tensor,
-                        image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    def dense_to_sparse(self, amaps: Sequence[Tensor], points: Tensor,
+                        batch_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Average the dense angle encodings within ``d2s_radius`` strides of each point, per level.
 
         Args:
             amaps: per level ``(B, D, h_l, w_l)``.
             points: ``(N, 2)`` pixels; batch_idx: ``(N,)``.
-            image_size: ``(H, W)`` of the image batch.
 
         Returns:
             ``theta (N, L)`` decoded angles, ``enc (N, L, D)`` mean encodings, ``cells`` the constraint loss of
@@ -593,7 +592,7 @@ class PointOBB(nn.Module):
             if len(points) else lab
         feats = self.features(images)
         amaps = self.angle_maps(feats, images)
-        theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx, size)
+        theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx)
         bags0 = self.stage0_bags(pts, theta.detach() if rotate_proposals else None, lab)
         keep0 = self.free_of_other_points(bags0, pts, bidx)
         cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=self.stage0_sigmoid, keep=keep0)

@@ -79,7 +79,7 @@ def symmetry_loss(m: PointOBB, out: dict[str, Any], images: Tensor, views: Any, 
         fill = images.mean((2, 3), keepdim=True)
         base = images * mask + fill * (1 - mask)
         amaps_o = m.angle_maps(m.features(base), base)
-        theta_o, _, cons_o = m.dense_to_sparse(amaps_o, out["points"], bidx, size)
+        theta_o, _, cons_o = m.dense_to_sparse(amaps_o, out["points"], bidx)
     if views.flip:
         img_v, kind, param = V.vflip_view(base), "vflip", 0.0
     else:
@@ -89,7 +89,7 @@ def symmetry_loss(m: PointOBB, out: dict[str, Any], images: Tensor, views: Any, 
         img_v = img_v * mask + fill * (1 - mask)
     pts_v = V.transform_points(out["points"], kind, size, param)
     amaps_v = m.angle_maps(m.features(img_v), img_v)
-    theta_v, _, cons_v = m.dense_to_sparse(amaps_v, pts_v, bidx, size)
+    theta_v, _, cons_v = m.dense_to_sparse(amaps_v, pts_v, bidx)
     d = theta_o + theta_v if views.flip else (theta_o - theta_v) - param
     d = wrap_le90(d)
     valid = V.inside_image(pts_v, size) & ~m.agnostic[lab]  # (N,)

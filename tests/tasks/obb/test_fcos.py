@@ -65,8 +65,7 @@ def model():
 def test_assignment_positives_inside_and_decode_exactly(model):
     pts, strides, levels = model.locations([(16, 16), (8, 8), (4, 4)], dtype=torch.float64)
     boxes = _random_boxes(8, seed=3)
-    labels = torch.arange(8) % 3
-    idx, sides = model.assign(pts, strides, levels, boxes, labels)
+    idx, sides = model.assign(pts, strides, levels, boxes)
     fg = idx >= 0
     assert fg.any()
     # every positive lies strictly inside its box (independent check with shapely)
@@ -89,7 +88,7 @@ def test_assignment_positives_inside_and_decode_exactly(model):
 def test_assignment_respects_scale_ranges(model):
     pts, strides, levels = model.locations([(16, 16), (8, 8), (4, 4)], dtype=torch.float64)
     boxes = torch.tensor([[64.0, 64.0, 100.0, 40.0, 0.3], [30.0, 30.0, 20.0, 10.0, -0.5]], dtype=torch.float64)
-    idx, sides = model.assign(pts, strides, levels, boxes, torch.tensor([0, 1]))
+    idx, sides = model.assign(pts, strides, levels, boxes)
     big = idx == 0
     # the big box's largest side distance exceeds 32 near its centre: it lives on the coarser levels
     assert big.any() and (levels[big] >= 1).all()
@@ -103,7 +102,7 @@ def test_assignment_respects_scale_ranges(model):
 
 def test_assignment_without_boxes(model):
     pts, strides, levels = model.locations([(16, 16), (8, 8), (4, 4)])
-    idx, sides = model.assign(pts, strides, levels, torch.zeros(0, 5), torch.zeros(0, dtype=torch.long))
+    idx, sides = model.assign(pts, strides, levels, torch.zeros(0, 5))
     assert (idx == -1).all() and sides.shape == (pts.shape[0], 4)
 
 

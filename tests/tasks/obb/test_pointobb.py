@@ -224,7 +224,7 @@ def test_dense_to_sparse_against_brute_force():
              torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)]
     pts = torch.tensor([[3.0, 60.0], [33.3, 17.9], [63.0, 2.0]], dtype=torch.float64)
     bidx = torch.tensor([0, 1, 1])
-    theta, enc, _ = m.dense_to_sparse(amaps, pts, bidx, (64, 64))
+    theta, enc, _ = m.dense_to_sparse(amaps, pts, bidx)
     for lvl, (a, s) in enumerate(zip(amaps, m.strides)):
         for n in range(3):
             acc, cnt = torch.zeros(3, dtype=torch.float64), 0
@@ -242,7 +242,7 @@ def test_dense_to_sparse_recovers_a_constant_angle_field():
     m = _model()
     amaps = [m.coder.encode(torch.full((1, 16, 16), 0.7)).permute(0, 3, 1, 2)]
     m.strides = [8]
-    theta, _, cons = m.dense_to_sparse(amaps, torch.tensor([[40.0, 50.0]]), torch.tensor([0]), (128, 128))
+    theta, _, cons = m.dense_to_sparse(amaps, torch.tensor([[40.0, 50.0]]), torch.tensor([0]))
     assert math.isclose(float(theta[0, 0]), 0.7, abs_tol=1e-5)
     assert float(cons.abs().max()) < 1e-5  # valid encodings satisfy the unit-circle constraint
 
