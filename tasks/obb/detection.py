@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -118,12 +118,12 @@ class RotatedDetectionTask(BaseTask):
         regress_ranges: list[list[float]] | None = None,
         center_sampling: bool = True,
         center_radius: float = 1.5,
-        dist_act: str = "exp",
-        angle_coder: str = "ucr",
+        dist_act: Literal["exp", "relu"] = "exp",
+        angle_coder: Literal["ucr", "psc", "csl", "plain"] = "ucr",
         coder_kwargs: dict[str, Any] | None = None,
         angle_loss_weight: float = 0.2,
         constraint_loss_weight: float = 0.05,
-        iou_loss: str = "log",
+        iou_loss: Literal["log", "linear"] = "log",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         score_thr: float = 0.05,
@@ -131,8 +131,8 @@ class RotatedDetectionTask(BaseTask):
         nms_thr: float = 0.1,
         max_det: int = 100,
         pretrained: bool = False,
-        map_ap_mode: str = "voc07",
-        map_match: str = "gt",
+        map_ap_mode: Literal["voc07", "area"] = "voc07",
+        map_match: Literal["gt", "ge"] = "gt",
         tile_batch: int = 8,
         merge_iou_thr: float = 0.1,
         **kwargs: Any,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,8 @@ class RotatedFCOSHead(nn.Module):
     """
 
     def __init__(self, channels: int, num_classes: int, angle_size: int, num_levels: int, num_convs: int = 2,
-                 dist_act: str = "exp", prior_prob: float = 0.01, angle_bias: float | None = None) -> None:
+                 dist_act: Literal["exp", "relu"] = "exp", prior_prob: float = 0.01,
+                 angle_bias: float | None = None) -> None:
         super().__init__()
         if dist_act not in ("exp", "relu"):
             raise ValueError(f"model.init_args.dist_act: expected 'exp' or 'relu', got {dist_act!r}")
@@ -184,7 +185,7 @@ class RotatedFCOS(nn.Module):
         regress_ranges: Sequence[Sequence[float]] | None = None,
         center_sampling: bool = True,
         center_radius: float = 1.5,
-        dist_act: str = "exp",
+        dist_act: Literal["exp", "relu"] = "exp",
         normalize: bool = True,
         score_thr: float = 0.05,
         nms_pre: int = 1000,

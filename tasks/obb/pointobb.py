@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -218,7 +218,7 @@ class PointOBB(nn.Module):
         neg_iou_thr: float = 0.3,
         d2s_radius: float = 1.5,
         angle_convs: int = 2,
-        angle_head: str = "conv",
+        angle_head: Literal["conv", "tensor"] = "conv",
         tensor_maps: int = 8,
         tensor_sigma: float = 1.5,
         tensor_image: bool = False,
@@ -709,7 +709,7 @@ class PointOBBTask(BaseTask):
         backbone: str = "simple_cnn",
         backbone_kwargs: dict[str, Any] | None = None,
         fpn_channels: int = 64,
-        angle_coder: str = "ucr",
+        angle_coder: Literal["ucr", "psc", "plain"] = "ucr",
         coder_kwargs: dict[str, Any] | None = None,
         bag_scales: list[float] = DEFAULT_SCALES,
         bag_ratios: list[float] = DEFAULT_RATIOS,
@@ -724,7 +724,7 @@ class PointOBBTask(BaseTask):
         neg_iou_thr: float = 0.3,
         d2s_radius: float = 1.5,
         angle_convs: int = 2,
-        angle_head: str = "conv",
+        angle_head: Literal["conv", "tensor"] = "conv",
         tensor_maps: int = 8,
         tensor_sigma: float = 1.5,
         tensor_image: bool = False,
@@ -747,12 +747,12 @@ class PointOBBTask(BaseTask):
         view_scale_range: tuple[float, float] = (0.5, 1.5),
         view_angle_range: tuple[float, float] = (0.25, 0.75),
         rotate_prob: float = 0.95,
-        rotate_padding: str = "zeros",
+        rotate_padding: Literal["zeros", "reflection", "disc"] = "zeros",
         angle_loss_start: float = 0.25,
         angle_proposal_start: float = 0.6,
         pretrained: bool = False,
-        map_ap_mode: str = "voc07",
-        map_match: str = "gt",
+        map_ap_mode: Literal["voc07", "area"] = "voc07",
+        map_match: Literal["gt", "ge"] = "gt",
         **kwargs: Any,
     ) -> None:
         if class_names is not None and len(class_names) != num_classes:
