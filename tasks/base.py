@@ -98,17 +98,17 @@ class BaseTask(LightningModule, ABC):
         self.val_metrics = metrics.clone(prefix="val_") if metrics is not None else None
         self.test_metrics = metrics.clone(prefix="test_") if metrics is not None else None
 
+    @abstractmethod
     def compute_outputs(self, batch: dict[str, Any]) -> Any:
         """The network pass on a batch: raw outputs that :meth:`compute_losses` and :meth:`postprocess` read."""
-        raise NotImplementedError(f"{type(self).__name__} must implement compute_outputs")
 
     @abstractmethod
     def compute_losses(self, outputs: Any, batch: dict[str, Any]) -> dict[str, Tensor]:
         """Losses of a batch from its outputs; the key ``"loss"`` holds the total that is optimised."""
 
+    @abstractmethod
     def postprocess(self, outputs: Any, batch: dict[str, Any]) -> dict[str, Any]:
         """The family's prediction dict from the outputs of a batch."""
-        raise NotImplementedError(f"{type(self).__name__} must implement postprocess")
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Inference on a batch dict: the family's prediction dict (call in eval mode)."""
@@ -116,14 +116,7 @@ class BaseTask(LightningModule, ABC):
 
     def batch_losses(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """The loss dict of a batch (its network pass, then :meth:`compute_losses`), in the current mode."""
-        if self._single_pass:
-            return self.compute_losses(self.compute_outputs(batch), batch)
-        return self.compute_losses(batch)
-
-    @property
-    def _single_pass(self) -> bool:
-        # tasks written before the outputs/losses/postprocess split: compute_losses(batch) and forward(batch)
-        return type(self).compute_outputs is not BaseTask.compute_outputs
+        return self.compute_losses(self.compute_outputs(batch), batch)
 
     def update_metrics(self, metrics: MetricCollection, preds: dict[str, Any], batch: dict[str, Any]) -> None:
         """Feed one batch of predictions to ``metrics`` (override per family)."""
@@ -149,14 +142,11 @@ class BaseTask(LightningModule, ABC):
 
     def evaluation_step(self, batch: dict[str, Any], split: str) -> dict[str, Any]:
         """One validation or test batch: one network pass, losses logged, predictions fed to the metrics."""
-        if self._single_pass:
-            outputs = self.compute_outputs(batch)
-            losses = self.compute_losses(outputs, batch)
-        else:
-            losses = self.compute_losses(batch)
+        outputs = self.compute_outputs(batch)
+        losses = self.compute_losses(outputs, batch)
         self.log_dict({f"{split}_{k}": v.detach() for k, v in losses.items()}, on_step=False, on_epoch=True,
                       batch_size=_batch_size(batch), sync_dist=True, prog_bar=(split == "val"))
-        preds = self.postprocess(outputs, batch) if self._single_pass else self(batch)
+        preds = self.postprocess(outputs, batch)
         metrics = self.metrics_for(split)
         if metrics is not None:
             self.update_metrics(metrics, preds, batch)
