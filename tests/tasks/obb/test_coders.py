@@ -152,3 +152,17 @@ def test_build_coder():
     assert build_coder("csl", omega=2).encode_size == 90
     with pytest.raises(ValueError, match="unknown coder"):
         build_coder("nope")
+
+
+def test_wrong_string_choice_fails_while_parsing():
+    from jsonargparse import ArgumentParser
+
+    from visionkit.tasks.obb.detection import RotatedDetectionTask
+    from visionkit.tasks.obb.pointobb import PointOBBTask
+
+    for cls, key, good in ((RotatedDetectionTask, "iou_loss", "linear"), (PointOBBTask, "rotate_padding", "disc")):
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, "model")
+        assert parser.parse_args([f"--model.{key}", good]).model[key] == good
+        with pytest.raises(Exception, match=key):
+            parser.parse_args([f"--model.{key}", "nonsense"])
