@@ -94,7 +94,6 @@ class RotatedDetectionTask(BaseTask):
         nms_pre: candidates per level before NMS.
         nms_thr: class-aware rotated NMS IoU threshold.
         max_det: detections per image.
-        pretrained: load pretrained backbone weights (timm; needs the weights available locally).
         map_ap_mode: ``"voc07"`` (DOTA devkit) or ``"area"`` for the mAP metric.
         map_match: ``"gt"`` (IoU must exceed the threshold, DOTA devkit) or ``"ge"``.
         tile_batch: tiles per forward pass when a batch holds full-size images with sliding windows
@@ -130,7 +129,6 @@ class RotatedDetectionTask(BaseTask):
         nms_pre: int = 1000,
         nms_thr: float = 0.1,
         max_det: int = 100,
-        pretrained: bool = False,
         map_ap_mode: Literal["voc07", "area"] = "voc07",
         map_match: Literal["gt", "ge"] = "gt",
         tile_batch: int = 8,
@@ -150,8 +148,6 @@ class RotatedDetectionTask(BaseTask):
         hp = self.hparams
         self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
         bkw = dict(hp.backbone_kwargs or {})
-        if hp.pretrained:
-            bkw["pretrained"] = True
         self.model = RotatedFCOS(
             num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=bkw,
             fpn_channels=hp.fpn_channels, num_extra_levels=hp.num_extra_levels, head_convs=hp.head_convs,

@@ -694,7 +694,6 @@ class PointOBBTask(BaseTask):
             more backbone pass, and skips points outside the disc.
         angle_loss_start, angle_proposal_start: fractions of the training steps at which the symmetry loss is
             switched on and the predicted angles are written into the proposals.
-        pretrained: load pretrained backbone weights (timm; needs the weights available locally).
         map_ap_mode, map_match: DOTA mAP options.
         **kwargs: optimisation arguments of :class:`~visionkit.tasks.base.BaseTask`.
     """
@@ -750,7 +749,6 @@ class PointOBBTask(BaseTask):
         rotate_padding: Literal["zeros", "reflection", "disc"] = "zeros",
         angle_loss_start: float = 0.25,
         angle_proposal_start: float = 0.6,
-        pretrained: bool = False,
         map_ap_mode: Literal["voc07", "area"] = "voc07",
         map_match: Literal["gt", "ge"] = "gt",
         **kwargs: Any,
@@ -778,8 +776,6 @@ class PointOBBTask(BaseTask):
         hp = self.hparams
         self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
         bkw = dict(hp.backbone_kwargs or {})
-        if hp.pretrained:
-            bkw["pretrained"] = True
         self.model = PointOBB(
             num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=bkw,
             fpn_channels=hp.fpn_channels, bag_scales=hp.bag_scales, bag_ratios=hp.bag_ratios, topk=hp.topk,
