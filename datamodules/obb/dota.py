@@ -422,7 +422,6 @@ class OBBImageDataset(Dataset):
         point_reader: ``point_reader(image_path) -> dict`` like :func:`read_point_txt` or None; when given,
             ``points``/``point_labels`` come from it instead.
         point_seed: seed of the random points.
-        mean, std: optional per-channel normalisation applied after resizing.
     """
 
     def __init__(
@@ -434,8 +433,6 @@ class OBBImageDataset(Dataset):
         point_mode: str = "center",
         point_reader: Callable[[Path], dict[str, Any]] | None = None,
         point_seed: int = 0,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
     ) -> None:
         if point_mode not in ("center", "random"):
             raise ValueError(f"point_mode: expected 'center' or 'random', got {point_mode!r}")
@@ -446,8 +443,6 @@ class OBBImageDataset(Dataset):
         self.cls_index = {c: i for i, c in enumerate(self.classes)}
         self.image_size, self.point_mode, self.point_reader, self.point_seed = image_size, point_mode, point_reader, \
             point_seed
-        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
         self.annotations: list[dict[str, Any]] = []
         degenerate: list[str] = []
         for _img, ann_path in self.items:
@@ -496,8 +491,6 @@ class OBBImageDataset(Dataset):
         scale = 1.0
         if self.image_size is not None:
             image, boxes, points, scale = T.resize_pad(image, self.image_size, boxes, points)
-        if self.mean is not None:
-            image = (image - self.mean) / (self.std if self.std is not None else 1.0)
         return {
             "image": image,
             "boxes": boxes,
@@ -566,8 +559,6 @@ class _FolderOBB(BaseDataModule):
         degenerate: Literal["keep", "skip", "error"] = "skip",
         point_mode: Literal["center", "random"] = "center",
         point_dir: str | None = None,
-        mean: tuple[float, float, float] | None = None,
-        std: tuple[float, float, float] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -577,15 +568,11 @@ class _FolderOBB(BaseDataModule):
             raise ValueError(f"data.init_args.point_mode: expected 'center' or 'random', got {point_mode!r}")
         self.root, self.image_size = root, image_size
         self.hflip_prob, self.vflip_prob, self.rot90_prob = hflip_prob, vflip_prob, rot90_prob
-        if augment_jitter > 0 and mean is not None:
-            raise ValueError("data.init_args.augment_jitter: photometric jitter works on [0, 1] images; "
-                             "leave mean/std unset")
         self.batch_augment = OBBBatchAugment(
             rotate_prob=augment_rotate, max_angle=augment_max_angle, min_visible=augment_min_visible,
             brightness=augment_jitter, contrast=augment_jitter, saturation=augment_jitter, hue=augment_jitter / 4,
         )
         self.degenerate, self.point_mode, self.point_dir = degenerate, point_mode, point_dir
-        self.mean, self.std = mean, std
         self.class_names = list(self.classes)
         self.num_classes = len(self.classes)
 
@@ -610,7 +597,7 @@ class _FolderOBB(BaseDataModule):
     def make_dataset(self, split: str) -> OBBImageDataset:
         return OBBImageDataset(self.split_items(split), self.reader, self.classes, self.image_size,
                                point_mode=self.point_mode, point_reader=self._point_reader(split),
-                               point_seed=self.seed, mean=self.mean, std=self.std)
+                               point_seed=self.seed)
 
     def setup(self, stage: str | None = None) -> None:
         self.check_path(self.root, "data.init_args.root")
@@ -669,7 +656,6 @@ class DOTA(_FolderOBB):
         degenerate: ``'keep'``, ``'skip'`` or ``'error'`` for degenerate polygons (always reported).
         point_mode: ``'center'`` or ``'random'`` points derived from the boxes.
         point_dir: sub-folder of point-label files (None: derive points from the boxes).
-        mean, std: optional normalisation (images are otherwise in [0, 1]).
         **kwargs: :class:`~visionkit.datamodules.base.BaseDataModule` arguments.
     """
 
