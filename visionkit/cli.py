@@ -474,6 +474,19 @@ def link_data_to_model(data: Any, model: Any) -> None:
         margs[key] = value
 
 
+def release_process_group() -> None:
+    """Destroy the default process group a DDP run leaves initialised, on every process at the same point.
+
+    Left to interpreter shutdown, the gloo threads of a CPU process group can abort the process
+    (``terminate called without an active exception``) after the work is done.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of ``python -m visionkit`` and the ``visionkit`` console script.
 
@@ -500,7 +513,9 @@ def main(args: list[str] | None = None) -> Any:
         ckpt = _argv_value(argv, "--ckpt_path")
         if ckpt and ckpt not in ("last", "best", "hpc", "null", "None") and "://" not in ckpt:
             verify_checkpoint(ckpt)
-        return VisionKitCLI(args=args, parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+        cli = VisionKitCLI(args=args, parser_kwargs={"exit_on_error": False, "allow_abbrev": False})
+        release_process_group()
+        return cli
     except ArgumentError as err:
         _fail(f"{_condense_parser_error(str(err), _argv_value(argv, '--config'))} (--help lists the options)")
     except VisionKitError as err:

@@ -17,7 +17,7 @@ def _floats(results: list[dict]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> None:
-    from visionkit.cli import VisionKitCLI
+    from visionkit.cli import VisionKitCLI, release_process_group
     from visionkit.plugins import import_builtins, load_plugins
 
     out, args = argv[0], argv[1:]
@@ -40,6 +40,7 @@ def main(argv: list[str]) -> None:
             json.dump({"val": _floats(val), "test": _floats(test), "predict_batches": len(pred or []),
                        "world_size": trainer.world_size, "log_dir": trainer.loggers[0].log_dir,
                        "seconds": {k: round(v - times["start"], 2) for k, v in times.items()}}, f)
+    release_process_group()
 
 
 if __name__ == "__main__":
