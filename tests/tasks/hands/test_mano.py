@@ -70,26 +70,9 @@ def _write_with_fake_chumpy(path, data: dict) -> None:
 
 
 def _reference(d: dict, global_orient, pose45, betas, transl, tips) -> tuple[np.ndarray, np.ndarray]:
-    """Plain numpy MANO, one sample, loops over joints."""
-    J_reg = d["J_regressor"].toarray()
-    v_shaped = d["v_template"] + d["shapedirs"] @ betas
-    J = J_reg @ v_shaped
-    rots = Rotation.from_rotvec(np.concatenate([global_orient, pose45]).reshape(16, 3)).as_matrix()
-    feat = np.concatenate([(rots[k] - np.eye(3)).ravel() for k in range(1, 16)])
-    v_posed = v_shaped + d["posedirs"] @ feat
-    G = []
-    for k in range(16):
-        T = np.eye(4)
-        T[:3, :3] = rots[k]
-        p = MANO_PARENTS[k]
-        T[:3, 3] = J[k] - (J[p] if p >= 0 else 0)
-        G.append(T if p < 0 else G[p] @ T)
-    verts = np.zeros((V, 3))
-    for k in range(16):
-        A = G[k].copy()
-        A[:3, 3] -= G[k][:3, :3] @ J[k]
-        verts += d["weights"][:, k : k + 1] * (v_posed @ A[:3, :3].T + A[:3, 3])
-    joints = np.stack([g[:3, 3] for g in G] + [verts[i] for i in tips])
+    """Plain numpy MANO, one sample: vertices and the 21 joints in our order, millimetres."""
+    verts, tree = _reference_tree(d, global_orient, pose45, betas)
+    joints = np.concatenate([tree, verts[list(tips)]])
     order = [16, 15, 14, 13, 17, 3, 2, 1, 18, 6, 5, 4, 19, 12, 11, 10, 20, 9, 8, 7, 0]
     return (verts + transl) * 1000, (joints[order] + transl) * 1000
 
@@ -188,12 +171,14 @@ def test_documented_orders_of_manopth_and_smplx(mano_dir):
                                                      17, 0]], atol=1e-6)
 
 
-def _reference_tree(d: dict, global_orient, pose45) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices and the 16 tree joints in the file's order (what smplx's MANO returns), metres."""
+def _reference_tree(d: dict, global_orient, pose45, betas=None) -> tuple[np.ndarray, np.ndarray]:
+    """Plain numpy MANO, loops over joints: vertices and the 16 tree joints in the file's order (what smplx's MANO
+    returns), metres."""
+    v_shaped = d["v_template"] if betas is None else d["v_template"] + d["shapedirs"] @ betas
+    J = d["J_regressor"].toarray() @ v_shaped
     rots = Rotation.from_rotvec(np.concatenate([global_orient, pose45]).reshape(16, 3)).as_matrix()
-    J = d["J_regressor"].toarray() @ d["v_template"]
     feat = np.concatenate([(rots[k] - np.eye(3)).ravel() for k in range(1, 16)])
-    v_posed = d["v_template"] + d["posedirs"] @ feat
+    v_posed = v_shaped + d["posedirs"] @ feat
     G = []
     for k in range(16):
         T = np.eye(4)
@@ -201,7 +186,7 @@ def _reference_tree(d: dict, global_orient, pose45) -> tuple[np.ndarray, np.ndar
         p = MANO_PARENTS[k]
         T[:3, 3] = J[k] - (J[p] if p >= 0 else 0)
         G.append(T if p < 0 else G[p] @ T)
-    verts = np.zeros((V, 3))
+    verts = np.zeros((v_posed.shape[0], 3))
     for k in range(16):
         A = G[k].copy()
         A[:3, 3] -= G[k][:3, :3] @ J[k]

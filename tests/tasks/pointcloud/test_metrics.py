@@ -85,16 +85,21 @@ def test_repeated_accuracy_mean_and_std():
     assert out["std"].item() == pytest.approx(0.25)
 
 
-def _ddp_worker(rank, world, port, results):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+def _ddp_data():
+    """Labels, predictions, part labels and categories shared by the DDP workers and the one-process reference."""
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (40,), generator=g)
     p = torch.randint(0, 3, (40,), generator=g)
     seg_p = torch.randint(0, 5, (6, 30), generator=g)
     seg_t = torch.randint(0, 5, (6, 30), generator=g)
-    cat = torch.tensor([0, 1, 0, 1, 1, 0])
+    return y, p, seg_p, seg_t, torch.tensor([0, 1, 0, 1, 1, 0])
+
+
+def _ddp_worker(rank, world, port, results):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    y, p, seg_p, seg_t, cat = _ddp_data()
     macc, miou = MeanClassAccuracy(3), ShapeNetPartMIoU([[0, 1], [2, 3, 4]])
     macc.update(p[rank::world], y[rank::world])
     miou.update(seg_p[rank::world], seg_t[rank::world], cat[rank::world])
@@ -115,12 +120,7 @@ def test_metrics_are_exact_under_ddp():
     manager = mp.Manager()
     results = manager.dict()
     mp.spawn(_ddp_worker, args=(2, port, results), nprocs=2, join=True)
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 3, (40,), generator=g)
-    p = torch.randint(0, 3, (40,), generator=g)
-    seg_p = torch.randint(0, 5, (6, 30), generator=g)
-    seg_t = torch.randint(0, 5, (6, 30), generator=g)
-    cat = torch.tensor([0, 1, 0, 1, 1, 0])
+    y, p, seg_p, seg_t, cat = _ddp_data()
     macc, miou = MeanClassAccuracy(3), ShapeNetPartMIoU([[0, 1], [2, 3, 4]])
     macc.update(p, y)
     miou.update(seg_p, seg_t, cat)
