@@ -193,6 +193,13 @@ class OBBBatchAugment:
 
             self.jitter = ColorJitter(brightness, contrast, saturation, hue, p=jitter_prob)
 
+    @classmethod
+    def from_options(cls, rotate: float, max_angle: float, min_visible: float, jitter: float) -> OBBBatchAugment:
+        """The datamodules' ``augment_*`` options: jitter strength ``jitter`` on brightness, contrast and
+        saturation, a quarter of it on hue."""
+        return cls(rotate_prob=rotate, max_angle=max_angle, min_visible=min_visible, brightness=jitter,
+                   contrast=jitter, saturation=jitter, hue=jitter / 4)
+
     @property
     def active(self) -> bool:
         return (self.rotate_prob > 0 and self.max_angle > 0) or self.jitter is not None

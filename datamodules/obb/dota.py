@@ -568,10 +568,8 @@ class _FolderOBB(BaseDataModule):
             raise ValueError(f"data.init_args.point_mode: expected 'center' or 'random', got {point_mode!r}")
         self.root, self.image_size = root, image_size
         self.hflip_prob, self.vflip_prob, self.rot90_prob = hflip_prob, vflip_prob, rot90_prob
-        self.batch_augment = OBBBatchAugment(
-            rotate_prob=augment_rotate, max_angle=augment_max_angle, min_visible=augment_min_visible,
-            brightness=augment_jitter, contrast=augment_jitter, saturation=augment_jitter, hue=augment_jitter / 4,
-        )
+        self.batch_augment = OBBBatchAugment.from_options(augment_rotate, augment_max_angle, augment_min_visible,
+                                                          augment_jitter)
         self.degenerate, self.point_mode, self.point_dir = degenerate, point_mode, point_dir
         self.class_names = list(self.classes)
         self.num_classes = len(self.classes)

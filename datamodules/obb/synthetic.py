@@ -441,10 +441,8 @@ class SyntheticOBB(BaseDataModule):
         self.num_classes = len(shapes)
         self.image_size = image_size
         self.augment_flips = augment_flips
-        self.batch_augment = OBBBatchAugment(
-            rotate_prob=augment_rotate, max_angle=augment_max_angle, min_visible=augment_min_visible,
-            brightness=augment_jitter, contrast=augment_jitter, saturation=augment_jitter, hue=augment_jitter / 4,
-        )
+        self.batch_augment = OBBBatchAugment.from_options(augment_rotate, augment_max_angle, augment_min_visible,
+                                                          augment_jitter)
 
     def _make(self, split: str) -> SyntheticOBBDataset:
         return SyntheticOBBDataset(self.n[split], split=split, **self.common)
