@@ -14,7 +14,8 @@ config per subprocess, and reports:
 * ``peak RSS``: the subprocess's peak resident memory (``wait4``), data loaded in the main process
   (``num_workers 0``; each worker adds its own copy of the dataset's Python objects).
 
-Runs on the CPU in float32 with ``--threads`` intra-op threads (default 1); with ``--gpu`` on one GPU in the
+Runs on the CPU in float32 (``--precision bf16-mixed``: CPU autocast) with ``--threads`` intra-op threads
+(default 1); with ``--gpu`` on one GPU in the
 config's precision, adding the peak GPU memory allocated (the CPU time is then the host's share). Configs that
 may need more than 4 GB run under an exclusive ``flock`` of ``/tmp/bigmem.lock`` (the machine is shared), unless
 ``--max-rss-gb`` bounds every run (a run passing the bound is killed and reported). The
@@ -195,10 +196,12 @@ def _watch(proc: subprocess.Popen, limit_gb: float, hit: list[float]) -> None:
 
 
 def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: float,
-               batch_size: int | None = None, gpu: bool = False, max_rss_gb: float | None = None) -> dict:
+               batch_size: int | None = None, gpu: bool = False, max_rss_gb: float | None = None,
+               precision: str = "32") -> dict:
     """Run ``steps`` training steps of one config in a subprocess; returns times and peak RSS.
 
     With ``max_rss_gb`` the run is killed when its resident memory passes that bound, and takes no lock.
+    ``precision`` is the CPU run's ``trainer.precision`` (``"bf16-mixed"`` runs under CPU autocast).
     """
     write, big = WRITERS[name]
     big = big and max_rss_gb is None
@@ -211,7 +214,7 @@ def run_config(name: str, data_dir: Path, steps: int, threads: int, timeout: flo
             "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
             "--trainer.enable_checkpointing", "false", "--trainer.devices", "1", "--trainer.strategy", "auto",
             *(["--trainer.accelerator", "gpu"] if gpu else
-              ["--trainer.accelerator", "cpu", "--trainer.precision", "32"]),
+              ["--trainer.accelerator", "cpu", "--trainer.precision", precision]),
             "--data.init_args.num_workers", "0",
             "--trainer.default_root_dir", str(data_dir / "runs" / name.replace("/", "__")),
             "--trainer.callbacks+=bench_real_size.StepTimer"]
@@ -268,18 +271,20 @@ def main() -> None:
     p.add_argument("--max-rss-gb", type=float, default=None,
                    help="kill a run whose resident memory passes this bound (such runs take no lock)")
     p.add_argument("--gpu", action="store_true", help="run on one GPU with the config's precision (not float32)")
+    p.add_argument("--precision", default="32", help="trainer.precision of CPU runs, e.g. bf16-mixed (default 32)")
     a = p.parse_args()
     names = a.only or list(WRITERS)
     bad = [n for n in names if n not in WRITERS]
     if bad:
         raise SystemExit(f"not a real-dataset config here: {bad}; known: {list(WRITERS)}")
-    where = "one GPU, the config's precision" if a.gpu else "CPU, float32"
+    where = "one GPU, the config's precision" if a.gpu else f"CPU, precision {a.precision}"
     print(f"torch threads {a.threads}, {a.steps} steps per config, {where}", flush=True)
     print("| config | batch | to first step: CPU s (wall s) | CPU s/step (wall) | peak RSS (GB) |\n"
           "|---|---|---|---|---|", flush=True)
     results = []
     for name in names:
-        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size, a.gpu, a.max_rss_gb)
+        r = run_config(name, a.data_dir, a.steps, a.threads, a.timeout, a.batch_size, a.gpu, a.max_rss_gb,
+                       a.precision)
         results.append(r)
         import yaml
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -110,6 +111,11 @@ class HandReconstructionTask(BaseTask):
         if hp.init_weights:
             from visionkit.io import load_torch  # tensors and plain values only: no code runs from the file
 
+            if not Path(hp.init_weights).is_file():
+                raise FileNotFoundError(
+                    f"model.init_args.init_weights: {hp.init_weights} does not exist; it is the checkpoint of a "
+                    "first training stage (e.g. `python -m visionkit fit --config configs/hands/synthetic.yaml` "
+                    "writes runs/hands/synthetic/checkpoints/last.ckpt)")
             state = load_torch(hp.init_weights, map_location="cpu")
             state = state.get("state_dict", state)
             missing, unexpected = self.load_state_dict(state, strict=False)
