@@ -95,6 +95,14 @@ def _report_degenerate(path: Path, lines: np.ndarray, mask: np.ndarray, action: 
                       f"{where}{more}", stacklevel=3)
 
 
+def _difficult(text: str, where: str) -> int:
+    """The difficult flag of one object; ``where`` names the file, line or element in the error."""
+    try:
+        return int(text)
+    except ValueError as e:
+        raise DataError(f"{where} must be an integer, got {text!r}") from e
+
+
 def _finish(path: Path, polys: list, labels: list, difficult: list, lines: list, degenerate: str,
             warn: bool) -> dict[str, Any]:
     polys_a = np.asarray(polys, dtype=np.float64).reshape(-1, 8)
@@ -182,15 +190,9 @@ def read_dota_txt(
         name = fields[8]
         if allowed is not None and name not in allowed:
             raise DataError(f"{path}:{n}: unknown class {name!r} (expected one of {sorted(allowed)})")
-        diff = 0
-        if len(fields) == 10:
-            try:
-                diff = int(fields[9])
-            except ValueError as e:
-                raise DataError(f"{path}:{n}: difficult must be an integer, got {fields[9]!r}") from e
         polys.append(coords)
         labels.append(name)
-        difficult.append(diff)
+        difficult.append(_difficult(fields[9] if len(fields) == 10 else "0", f"{path}:{n}: difficult"))
         lines.append(n)
     out = _finish(path, polys, labels, difficult, lines, degenerate, warn)
     out["meta"] = meta
@@ -376,13 +378,9 @@ def read_dior_xml(
             except ValueError as e:
                 raise DataError(f"{where}: <{tag}> must be a number, got {el.text!r}") from e
         d_el = obj.find("difficult")
-        try:
-            diff = int(d_el.text) if d_el is not None and d_el.text else 0
-        except ValueError as e:
-            raise DataError(f"{where}: <difficult> must be an integer, got {d_el.text!r}") from e
         polys.append(coords)
         labels.append(name)
-        difficult.append(diff)
+        difficult.append(_difficult(d_el.text if d_el is not None and d_el.text else "0", f"{where}: <difficult>"))
         lines.append(k)
     out = _finish(path, polys, labels, difficult, lines, degenerate, warn)
     out["meta"] = meta
