@@ -52,12 +52,36 @@ def collate_dict(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def images_to_float(batch: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Turn the uint8 images under ``keys`` (a stacked tensor or a list of tensors) into float32 in [0, 1].
+
+    Datasets hand images over as uint8, so the loader workers, pinned memory and the host-to-device copy move
+    a quarter of the bytes; the conversion runs once the batch is on the device. Float images pass unchanged.
+    """
+    def convert(x: Any) -> Any:
+        if torch.is_tensor(x) and x.dtype == torch.uint8:
+            return x.float().div_(255.0)
+        if isinstance(x, list):
+            return [convert(v) for v in x]
+        return x
+
+    found = [k for k in keys if k in batch]
+    if not found:
+        return batch
+    out = dict(batch)
+    for k in found:
+        out[k] = convert(batch[k])
+    return out
+
+
 class BaseDataModule(LightningDataModule):
     """Base class of all datamodules.
 
     Subclasses set ``self.train_dataset``, ``self.val_dataset``, ``self.test_dataset`` and optionally
     ``self.predict_dataset`` (``torch.utils.data.Dataset`` s returning dicts) in :meth:`setup`, and may
-    override :meth:`augment`, which runs on the device after transfer, on training batches only.
+    override :meth:`augment`, which runs on the device after transfer, on training batches only. Images
+    named in ``uint8_image_keys`` may be uint8 in the samples: they become float32 in [0, 1] on the device,
+    before :meth:`augment`, in every stage (:func:`images_to_float`).
 
     Args:
         batch_size: samples per batch (per process under DDP).
@@ -65,6 +89,9 @@ class BaseDataModule(LightningDataModule):
         seed: seed of the shuffling order (combined with the epoch).
         pin_memory: pin host memory (useful on GPU).
     """
+
+    #: batch keys whose uint8 images are converted to float on the device (see :func:`images_to_float`)
+    uint8_image_keys: tuple[str, ...] = ()
 
     def __init__(self, batch_size: int = 8, num_workers: int = 0, seed: int = 0, pin_memory: bool = False) -> None:
         super().__init__()
@@ -151,6 +178,8 @@ class BaseDataModule(LightningDataModule):
         return batch
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.uint8_image_keys and isinstance(batch, dict):
+            batch = images_to_float(batch, self.uint8_image_keys)
         trainer = self.trainer
         if trainer is not None and trainer.training:
             # the same random augmentation for the same step, also after a resume

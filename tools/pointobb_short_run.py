@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from visionkit.datamodules.base import collate_dict
+from visionkit.datamodules.base import collate_dict, images_to_float
 from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
 from visionkit.ops.rotated_boxes import box_iou_rotated
 from visionkit.tasks.obb.pointobb import PointOBBTask
@@ -69,7 +69,7 @@ def main() -> None:
         task.eval()
         ious, ious0, ratio, aerr = [], [], [], []
         for i in range(0, len(va), 20):
-            b = collate_dict([va[j] for j in range(i, min(len(va), i + 20))])
+            b = images_to_float(collate_dict([va[j] for j in range(i, min(len(va), i + 20))]), ("image",))
             true_angles["theta"] = torch.cat(list(b["gt_boxes"]))[:, 4]
             out = task.model.run(b["image"], list(b["points"]), list(b["labels"]),
                                  rotate_proposals=task.rotate_proposals())
@@ -88,7 +88,7 @@ def main() -> None:
     for step in range(a.steps):
         task.progress.fill_(step / a.steps)
         idx = torch.randint(0, len(tr), (a.bs,), generator=g).tolist()
-        batch = collate_dict([tr[j] for j in idx])
+        batch = images_to_float(collate_dict([tr[j] for j in idx]), ("image",))
         true_angles["theta"] = torch.cat(list(batch["gt_boxes"]))[:, 4]
         losses = task.batch_losses(batch)
         opt.zero_grad()

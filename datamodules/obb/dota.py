@@ -397,7 +397,7 @@ def _find_image(folder: Path, stem: str) -> Path | None:
 
 
 def _load_image(path: Path) -> Tensor:
-    return read_image(path).float() / 255.0
+    return read_image(path)  # uint8 (C, H, W); float on the device (BaseDataModule.uint8_image_keys)
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -540,6 +540,8 @@ class PointFileReader:
 # ============================================================================ datamodules
 class _FolderOBB(BaseDataModule):
     """Shared machinery of the real-data datamodules (splits, resizing, flips/rotations, point labels)."""
+
+    uint8_image_keys = ("image",)
 
     classes: tuple[str, ...] = ()
 

@@ -21,7 +21,7 @@ Coordinates are continuous pixels (the image covers ``[0, W] x [0, H]``, pixel `
 Sample dict (per image; :func:`~visionkit.datamodules.base.collate_dict` stacks ``image`` and
 ``orig_size`` and gives lists for the rest):
 
-* ``image``: ``(3, H, W)`` float32 in [0, 1].
+* ``image``: ``(3, H, W)`` uint8 (the datamodule makes it float32 in [0, 1] on the device).
 * ``boxes``: ``(N, 5)`` float32, the training label in the chosen ``label_mode``: ``'obb'`` the true oriented
   boxes; ``'hbb'`` the shape's tight horizontal box written as an le90 box (``theta = 0`` if wider than
   tall, else ``-pi/2`` with w/h swapped); ``'point'`` zero-size boxes ``(px, py, 0, 0, 0)`` at ``points``.
@@ -341,7 +341,7 @@ class SyntheticOBBDataset(Dataset):
         else:
             boxes = torch.cat([points, torch.zeros(points.shape[0], 3)], 1)
         return {
-            "image": self.images[i].float() / 255.0,
+            "image": self.images[i],  # uint8; float in [0, 1] on the device (BaseDataModule.uint8_image_keys)
             "boxes": boxes,
             "labels": t["labels"].clone(),
             "difficult": torch.zeros(gt.shape[0], dtype=torch.bool),
@@ -402,6 +402,8 @@ class SyntheticOBB(BaseDataModule):
             quarter of it), 0 disables.
         **kwargs: :class:`~visionkit.datamodules.base.BaseDataModule` arguments.
     """
+
+    uint8_image_keys = ("image",)
 
     def __init__(
         self,

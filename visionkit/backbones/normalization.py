@@ -23,7 +23,8 @@ def backbone_mean_std(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[flo
 
 
 class InputNormalization(nn.Module):
-    """``(x - mean) / std`` per channel, for images ``(B, C, H, W)`` in [0, 1].
+    """``(x - mean) / std`` per channel, for images ``(B, C, H, W)`` in [0, 1] (uint8 images are divided by
+    255 first).
 
     Images whose channel count differs from the statistics' (e.g. one-channel SAR) pass through unchanged.
 
@@ -50,6 +51,8 @@ class InputNormalization(nn.Module):
         return cls(mean, std, enabled)
 
     def forward(self, images: Tensor) -> Tensor:
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
         if not self.enabled or images.shape[1] != self.mean.shape[1]:
             return images
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
