@@ -5,31 +5,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from visionkit.datamodules.generation.tokens import GenerationDataModule
-from visionkit.errors import DataError, DatasetNotFoundError
+from visionkit.errors import DatasetNotFoundError
+from visionkit.io import read_image
 
 __all__ = ["ImageFolder", "ImageFolderDataset", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".JPEG")
 
 
-def _center_crop_resize(img, size: int):
-    from PIL import Image
+def _center_crop_resize(img: torch.Tensor, size: int) -> torch.Tensor:
+    """The largest centred square of ``img`` ``(C, H, W)`` uint8, resized to ``size`` (bicubic, antialiased)."""
+    from torchvision.transforms.v2 import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
 
-    w, h = img.size
-    s = min(w, h)
-    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return img.resize((size, size), Image.BICUBIC)
+    _, h, w = img.shape
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    img = img[:, top:top + s, left:left + s]
+    if s != size:
+        img = TF.resize(img, [size, size], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return img
 
 
 class ImageFolderDataset(Dataset):
     """Images of ``root/<class>/*`` (classes in ``classes`` order), centre-cropped and resized to ``size``.
 
-    Samples: ``{"image": (C, size, size) in [0, 1], "label": long}``. A file that cannot be decoded raises a
+    Samples: ``{"image": (C, size, size) uint8, "label": long}`` (float in [0, 1] once on the device, see
+    :func:`~visionkit.datamodules.base.images_to_float`). A file that cannot be decoded raises a
     :class:`~visionkit.errors.DataError` naming it.
     """
 
@@ -56,19 +62,9 @@ class ImageFolderDataset(Dataset):
         return hashlib.sha1(text.encode()).hexdigest()
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from PIL import Image, UnidentifiedImageError
-
         path, label = self.samples[i]
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB" if self.channels == 3 else "L")
-                img = _center_crop_resize(img, self.size)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"{path}: cannot read image ({err})") from err
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-        t = torch.from_numpy(arr)
-        t = t.permute(2, 0, 1) if t.dim() == 3 else t.unsqueeze(0)
-        return {"image": t.contiguous(), "label": torch.tensor(label)}
+        image = _center_crop_resize(read_image(path, self.channels), self.size)  # DataError names a bad file
+        return {"image": image.contiguous(), "label": torch.tensor(label)}
 
 
 class ImageFolder(GenerationDataModule):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from visionkit.datamodules.base import BaseDataModule, collate_dict
+from visionkit.datamodules.base import BaseDataModule, collate_dict, image_to_float
 from visionkit.io import atomic_open, atomic_write_text
 
 __all__ = ["GenerationDataModule", "TokenCache", "TokenCachedDataset", "encode_dataset", "file_sha1"]
@@ -46,7 +46,8 @@ class TokenCachedDataset(Dataset):
 @torch.no_grad()
 def encode_dataset(dataset: Dataset, tokenizer: torch.nn.Module, batch_size: int = 256) -> torch.Tensor:
     """Encode every ``image`` of ``dataset`` with ``tokenizer.encode`` -> ``(len, h, w)`` long (in order)."""
-    out = [tokenizer.encode(b["image"]) for b in DataLoader(dataset, batch_size, collate_fn=collate_dict)]
+    out = [tokenizer.encode(image_to_float(b["image"]))
+           for b in DataLoader(dataset, batch_size, collate_fn=collate_dict)]
     return torch.cat(out).long()
 
 
@@ -125,7 +126,7 @@ class TokenCache:
         have, shard_iter = 0, iter(todo)
         k = next(shard_iter)
         for batch in loader:
-            codes = tokenizer.encode(batch["image"].to(device, non_blocking=True)).to("cpu", dtype)
+            codes = tokenizer.encode(image_to_float(batch["image"].to(device, non_blocking=True))).to("cpu", dtype)
             pending.append(codes)
             have += len(codes)
             while k is not None and have >= len(self.shard_range(k)):
@@ -165,6 +166,8 @@ class GenerationDataModule(BaseDataModule):
         cache_batch_size: images per tokenizer call while caching.
         cache_shard_size: token grids per cache shard (the unit of resumption).
     """
+
+    uint8_image_keys = ("image",)  # ImageFolder hands over uint8 images
 
     def __init__(self, tokenizer_ckpt: str | None = None, cache_dir: str = "runs/token_cache",
                  cache_batch_size: int = 256, cache_shard_size: int = 8192, **kwargs: Any) -> None:

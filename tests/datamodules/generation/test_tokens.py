@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from visionkit.datamodules.base import image_to_float
 from visionkit.datamodules.generation import ImageFolder
 from visionkit.datamodules.generation import tokens as tokens_mod
 from visionkit.tasks.generation import TokenizerTask
@@ -53,7 +54,7 @@ def _dm(tmp_path, **kw):
 
 def _direct(vqvae, ds):
     with torch.no_grad():
-        return vqvae.encode(torch.stack([ds[i]["image"] for i in range(len(ds))]))
+        return vqvae.encode(image_to_float(torch.stack([ds[i]["image"] for i in range(len(ds))])))
 
 
 def test_cache_built_once_equals_direct_tokenizing_and_is_read_without_encoding(tmp_path, counter):
