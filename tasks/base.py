@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Literal, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args
 
 import torch
 from lightning.pytorch import LightningModule
@@ -18,6 +20,8 @@ from visionkit.seed import step_seed
 #: any torch class instead)
 Optimizer = Literal["adamw", "adam", "sgd"]
 Scheduler = Literal["cosine", "multistep", "constant"]
+
+ConfigT = TypeVar("ConfigT")
 
 
 class BaseTask(LightningModule, ABC):
@@ -221,3 +225,36 @@ def _batch_size(batch: dict[str, Any]) -> int:
         if isinstance(v, list | tuple):
             return len(v)
     return 1
+
+
+def model_config(cls: type[ConfigT], value: ConfigT | Mapping[str, Any] | None, key: str) -> ConfigT:
+    """A task's network options as the dataclass ``cls`` (a task argument ``model.init_args.<key>``).
+
+    The CLI passes a ``cls``; hyperparameters read back from a checkpoint (``load_from_checkpoint``) hold the
+    fields as a plain mapping; ``None`` gives the defaults.
+
+    Raises:
+        ValueError: a mapping key that is no field of ``cls``, named as ``model.init_args.<key>.<name>``.
+    """
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"model.init_args.{key}: expected a {cls.__name__} or a mapping of its fields, got "
+                         f"{type(value).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ValueError(f"model.init_args.{key}.{unknown[0]}: not an option of {cls.__name__} "
+                         f"(options: {', '.join(names)})")
+    return cls(**value)
+
+
+def reject_moved_options(cls: type, kwargs: Mapping[str, Any], key: str) -> None:
+    """Refuse task arguments that are fields of the network options ``cls`` (configs and checkpoints written
+    before the options moved into ``model.init_args.<key>``), naming the new place."""
+    moved = [k for k in kwargs if k in {f.name for f in dataclasses.fields(cls)}]
+    if moved:
+        raise ValueError(f"model.init_args.{moved[0]}: the network options moved to model.init_args.{key} "
+                         f"(model.init_args.{key}.{moved[0]}); {', '.join(moved)} belong there")

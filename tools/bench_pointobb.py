@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from visionkit.ops.rotated_boxes import points_in_obb
 from visionkit.tasks.obb.coders import UCRCoder
-from visionkit.tasks.obb.pointobb import PointOBB, rotated_roi_grid
+from visionkit.tasks.obb.pointobb import PointOBB, PointOBBConfig, rotated_roi_grid
 
 
 def _time(fn, repeat: int = 3) -> tuple[float, object]:
@@ -88,7 +88,7 @@ def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> di
     cfg = yaml.safe_load(config.read_text())
     margs = dict(cfg["model"]["init_args"])
     if roi_chunk is not None:
-        margs["roi_chunk"] = roi_chunk
+        margs["pointobb"] = {**(margs.get("pointobb") or {}), "roi_chunk": roi_chunk}
     hi = max(margs.get("view_scale_range", (0.5, 1.5)))
     margs.update(view_scale_range=(hi, hi), rotate_prob=1.0)  # the largest views: the memory's worst case
     dargs = dict(cfg["data"]["init_args"], root=str(root), num_workers=0, pin_memory=False)
@@ -184,9 +184,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = PointOBB(num_classes=3, coder=UCRCoder(3), backbone_kwargs={"widths": [16, 32, 64, 128],
-                                                                         "out_indices": [1, 2, 3]},
-                     fpn_channels=64, roi_size=5, finest_scale=16.0).eval()
+    net = PointOBBConfig(backbone_kwargs={"widths": [16, 32, 64, 128], "out_indices": [1, 2, 3]}, fpn_channels=64,
+                         roi_size=5, finest_scale=16.0)
+    model = PointOBB(3, UCRCoder(3), net).eval()
     B, H, W = 8, 128, 128
     with torch.no_grad():
         feats = model.features(torch.rand(B, 3, H, W))
@@ -207,7 +207,7 @@ def main() -> None:
         return torch.stack(out)
 
     with torch.no_grad():
-        t_vec, a = _time(lambda: model.roi_features(feats, boxes, bidx, (H, W)))
+        t_vec, a = _time(lambda: model.roi_features(feats, boxes, bidx))
         t_loop, b = _time(loop_roi, repeat=1)
     print(f"threads={args.threads}  rotated RoI features, {n} boxes, S={model.roi_size}, C=64, batch {B}x{H}x{W}")
     print(f"  vectorised {t_vec * 1e3:8.1f} ms   per-box loop {t_loop * 1e3:8.1f} ms   ratio {t_loop / t_vec:6.1f}x"

@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import time
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ import torch
 from visionkit.datamodules.base import collate_dict, images_to_float
 from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
 from visionkit.ops.rotated_boxes import box_iou_rotated
-from visionkit.tasks.obb.pointobb import PointOBBTask
+from visionkit.tasks.obb.pointobb import PointOBBConfig, PointOBBTask
 
 
 def main() -> None:
@@ -32,7 +33,8 @@ def main() -> None:
     p.add_argument("--bs", type=int, default=8)
     p.add_argument("--ntrain", type=int, default=1000)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--task", default="{}", help="PointOBBTask arguments as JSON, over the defaults here")
+    p.add_argument("--task", default="{}", help="PointOBBTask arguments and network options (PointOBBConfig fields) "
+                                                "as one JSON object, over the defaults here")
     p.add_argument("--data", default="{}", help="SyntheticOBBDataset arguments as JSON")
     p.add_argument("--evalevery", type=int, default=100)
     p.add_argument("--oracle-angles", action="store_true",
@@ -48,14 +50,16 @@ def main() -> None:
               head_dim=128, finest_scale=64.0, stage0_sigmoid=True, num_negatives=32, angle_loss_start=0.0,
               angle_proposal_start=1.0)
     kw.update(json.loads(a.task))
-    task = PointOBBTask(**kw)
+    net_keys = {f.name for f in fields(PointOBBConfig)}
+    net = PointOBBConfig(**{k: v for k, v in kw.items() if k in net_keys})
+    task = PointOBBTask(pointobb=net, **{k: v for k, v in kw.items() if k not in net_keys})
     task._update_progress = lambda: None  # the loop below sets the schedule fraction
     true_angles: dict[str, torch.Tensor] = {}
     if a.oracle_angles:
         d2s = task.model.dense_to_sparse
 
-        def oracle(amaps, pts, bidx, size):  # the true angle of each point's box on every level
-            theta, enc, cons = d2s(amaps, pts, bidx, size)
+        def oracle(amaps, pts, bidx):  # the true angle of each point's box on every level
+            theta, enc, cons = d2s(amaps, pts, bidx)
             t = true_angles["theta"]
             return (t[:, None].to(theta).expand_as(theta).clone() if t.shape[0] == theta.shape[0] else theta), enc, cons
 
@@ -74,11 +78,12 @@ def main() -> None:
             out = task.model.run(b["image"], list(b["points"]), list(b["labels"]),
                                  rotate_proposals=task.rotate_proposals())
             g = torch.cat(list(b["gt_boxes"])).double()
-            ious.append(box_iou_rotated(out["boxes"].double(), g, aligned=True))
-            ious0.append(box_iou_rotated(out["box0"].double(), g, aligned=True))
-            d = torch.remainder(out["theta"].double() - g[:, 4:5] + math.pi / 4, math.pi / 2) - math.pi / 4
+            box0 = out.stage0.boxes
+            ious.append(box_iou_rotated(out.boxes.double(), g, aligned=True))
+            ious0.append(box_iou_rotated(box0.double(), g, aligned=True))
+            d = torch.remainder(out.theta.double() - g[:, 4:5] + math.pi / 4, math.pi / 2) - math.pi / 4
             aerr.append(d.abs())  # (N, L)
-            ratio.append((out["box0"][:, 2] * out["box0"][:, 3]).sqrt() / (g[:, 2] * g[:, 3]).sqrt())
+            ratio.append((box0[:, 2] * box0[:, 3]).sqrt() / (g[:, 2] * g[:, 3]).sqrt())
         task.train()
         return (torch.cat(ious).mean().item(), torch.cat(ious0).mean().item(), torch.cat(ratio).median().item(),
                 (torch.cat(aerr).mean(0) * 180 / math.pi).tolist())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
@@ -14,10 +15,10 @@ from torchvision.ops import sigmoid_focal_loss
 
 from visionkit.dist import global_normalizer
 from visionkit.ops.rotated_boxes import rotated_iou_loss
-from visionkit.tasks.base import BaseTask
+from visionkit.tasks.base import BaseTask, model_config, reject_moved_options
 from visionkit.tasks.obb.coders import build_coder
 from visionkit.tasks.obb.dota_map import DOTAMeanAP
-from visionkit.tasks.obb.fcos import RotatedFCOS, centerness_target, decode_sides
+from visionkit.tasks.obb.fcos import RotatedFCOS, RotatedFCOSConfig, centerness_target, decode_sides
 from visionkit.tasks.obb.metrics_angle import MeanAngleError
 from visionkit.tasks.obb.tiling import predict_large_image
 
@@ -71,18 +72,10 @@ class RotatedDetectionTask(BaseTask):
       IoU > 0.5 (:class:`~visionkit.tasks.obb.metrics_angle.MeanAngleError`).
 
     Args:
-        num_classes: foreground classes.
+        num_classes: foreground classes (from the datamodule in the CLI).
         class_names: names for per-class metrics and DOTA files (default ``class_<i>``).
-        backbone: backbone registry or timm name (``simple_cnn`` on CPU, e.g. ``resnet50`` on GPU).
-        backbone_kwargs: arguments of the backbone factory (e.g. ``widths``, ``out_indices``).
-        fpn_channels: FPN and head width.
-        num_extra_levels: extra stride-2 FPN levels above the backbone's coarsest.
-        head_convs: conv-GN-ReLU layers per head tower.
-        regress_ranges: per FPN level ``[lo, hi]`` (pixels, ``hi = -1`` for infinity) of the largest side distance
-            of the boxes it learns.
-        center_sampling: restrict positives to the central region of the box.
-        center_radius: centre-sampling radius in strides.
-        dist_act: ``"exp"`` or ``"relu"`` side-distance activation.
+        fcos: the network's options (backbone, pyramid, head, assignment, inference thresholds),
+            :class:`~visionkit.tasks.obb.fcos.RotatedFCOSConfig`; in a config ``model.init_args.fcos.<option>``.
         angle_coder: ``"ucr"``, ``"psc"``, ``"csl"`` or ``"plain"``.
         coder_kwargs: arguments of the coder (e.g. ``{dims: 3}`` for UCR).
         angle_loss_weight: weight of the coder's angle loss.
@@ -90,10 +83,6 @@ class RotatedDetectionTask(BaseTask):
         iou_loss: ``"log"`` (``-log IoU``) or ``"linear"`` (``1 - IoU``).
         focal_alpha: focal-loss alpha.
         focal_gamma: focal-loss gamma.
-        score_thr: minimum class probability of a detection.
-        nms_pre: candidates per level before NMS.
-        nms_thr: class-aware rotated NMS IoU threshold.
-        max_det: detections per image.
         map_ap_mode: ``"voc07"`` (DOTA devkit) or ``"area"`` for the mAP metric.
         map_match: ``"gt"`` (IoU must exceed the threshold, DOTA devkit) or ``"ge"``.
         tile_batch: tiles per forward pass when a batch holds full-size images with sliding windows
@@ -109,15 +98,7 @@ class RotatedDetectionTask(BaseTask):
         self,
         num_classes: int = 3,
         class_names: list[str] | None = None,
-        backbone: str = "simple_cnn",
-        backbone_kwargs: dict[str, Any] | None = None,
-        fpn_channels: int = 64,
-        num_extra_levels: int = 0,
-        head_convs: int = 2,
-        regress_ranges: list[list[float]] | None = None,
-        center_sampling: bool = True,
-        center_radius: float = 1.5,
-        dist_act: Literal["exp", "relu"] = "exp",
+        fcos: RotatedFCOSConfig = RotatedFCOSConfig(),  # noqa: B008 (frozen: one shared default is safe)
         angle_coder: Literal["ucr", "psc", "csl", "plain"] = "ucr",
         coder_kwargs: dict[str, Any] | None = None,
         angle_loss_weight: float = 0.2,
@@ -125,10 +106,6 @@ class RotatedDetectionTask(BaseTask):
         iou_loss: Literal["log", "linear"] = "log",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
-        score_thr: float = 0.05,
-        nms_pre: int = 1000,
-        nms_thr: float = 0.1,
-        max_det: int = 100,
         map_ap_mode: Literal["voc07", "area"] = "voc07",
         map_match: Literal["gt", "ge"] = "gt",
         tile_batch: int = 8,
@@ -141,19 +118,17 @@ class RotatedDetectionTask(BaseTask):
             raise ValueError(f"model.init_args.iou_loss: expected 'log' or 'linear', got {iou_loss!r}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"model.init_args.class_names: {len(class_names)} names for num_classes={num_classes}")
+        reject_moved_options(RotatedFCOSConfig, kwargs, "fcos")
+        # the hyperparameters (read from this frame by save_hyperparameters) hold plain values, so that checkpoints
+        # load with weights_only=True
+        fcos = asdict(model_config(RotatedFCOSConfig, fcos, "fcos"))  # noqa: F841
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------------------------------ hooks
     def configure_models(self) -> None:
         hp = self.hparams
         self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
-        bkw = dict(hp.backbone_kwargs or {})
-        self.model = RotatedFCOS(
-            num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=bkw,
-            fpn_channels=hp.fpn_channels, num_extra_levels=hp.num_extra_levels, head_convs=hp.head_convs,
-            regress_ranges=hp.regress_ranges, center_sampling=hp.center_sampling, center_radius=hp.center_radius,
-            dist_act=hp.dist_act, score_thr=hp.score_thr, nms_pre=hp.nms_pre, nms_thr=hp.nms_thr,
-            max_det=hp.max_det)
+        self.model = RotatedFCOS(hp.num_classes, self.coder, model_config(RotatedFCOSConfig, hp.fcos, "fcos"))
 
     @property
     def class_names(self) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -25,7 +26,7 @@ from visionkit.backbones import FPN, InputNormalization, build_backbone
 from visionkit.ops.rotated_boxes import batched_nms_rotated, regularize_obb
 from visionkit.tasks.obb.coders import AngleCoder
 
-__all__ = ["RotatedFCOS", "RotatedFCOSHead", "centerness_target", "decode_sides", "encode_sides"]
+__all__ = ["RotatedFCOS", "RotatedFCOSConfig", "RotatedFCOSHead", "centerness_target", "decode_sides", "encode_sides"]
 
 
 
@@ -103,7 +104,7 @@ class RotatedFCOSHead(nn.Module):
                  angle_bias: float | None = None) -> None:
         super().__init__()
         if dist_act not in ("exp", "relu"):
-            raise ValueError(f"model.init_args.dist_act: expected 'exp' or 'relu', got {dist_act!r}")
+            raise ValueError(f"model.init_args.fcos.dist_act: expected 'exp' or 'relu', got {dist_act!r}")
         self.dist_act = dist_act
 
         def tower() -> nn.Sequential:
@@ -145,75 +146,91 @@ class RotatedFCOSHead(nn.Module):
         return {k: torch.cat(v, dim=1) for k, v in out.items()}
 
 
+@dataclass(frozen=True)
+class RotatedFCOSConfig:
+    """Options of the :class:`RotatedFCOS` network (``model.init_args.fcos`` of
+    :class:`~visionkit.tasks.obb.detection.RotatedDetectionTask`).
+
+    The class count and the angle coder are not among them: the task passes them (``num_classes`` comes from the
+    datamodule, the coder from ``angle_coder`` / ``coder_kwargs``).
+
+    Attributes:
+        backbone: backbone registry or timm name (``simple_cnn`` on CPU, e.g. ``resnet50`` on GPU).
+        backbone_kwargs: arguments of the backbone factory (e.g. ``widths``, ``out_indices``, ``pretrained``).
+        fpn_channels: FPN and head width.
+        num_extra_levels: extra stride-2 FPN levels above the backbone's coarsest.
+        head_convs: conv-GN-ReLU layers per head tower.
+        regress_ranges: per FPN level ``[lo, hi]`` of the largest side distance of an assigned box, pixels (``hi < 0``:
+            infinity); None: ``[8 s_{l-1}, 8 s_l]`` from the strides (FCOS's rule).
+        center_sampling: only locations within ``center_radius`` strides of the box centre (in the box frame) are
+            positives.
+        center_radius: centre-sampling radius, in strides.
+        dist_act: side-distance activation.
+        normalize: standardise the [0, 1] image with the backbone's mean/std (timm: its pretrained config; registered
+            backbones: ImageNet's).
+        score_thr: minimum class probability of a detection.
+        nms_pre: candidates kept per level (top-k) before NMS.
+        nms_thr: rotated IoU above which a lower-scored box of the same class is suppressed.
+        max_det: detections per image.
+        multi_label: A location may give a detection for every class above ``score_thr`` (FCOS); False keeps only its
+            best class.
+        class_agnostic_nms: boxes of different classes suppress each other too.
+    """
+
+    backbone: str = "simple_cnn"
+    backbone_kwargs: dict[str, Any] | None = None
+    fpn_channels: int = 64
+    num_extra_levels: int = 0
+    head_convs: int = 2
+    regress_ranges: tuple[tuple[float, float], ...] | None = None
+    center_sampling: bool = True
+    center_radius: float = 1.5
+    dist_act: Literal["exp", "relu"] = "exp"
+    normalize: bool = True
+    score_thr: float = 0.05
+    nms_pre: int = 1000
+    nms_thr: float = 0.1
+    max_det: int = 100
+    multi_label: bool = True
+    class_agnostic_nms: bool = False
+
+    def __post_init__(self) -> None:
+        if self.regress_ranges is not None:
+            object.__setattr__(self, "regress_ranges", tuple(tuple(r) for r in self.regress_ranges))
+
+
 class RotatedFCOS(nn.Module):
     """Backbone + FPN + shared rotated FCOS head, with target assignment and inference.
 
     Args:
         num_classes: foreground classes.
         coder: the angle coder.
-        backbone: registry or timm name (``build_backbone``).
-        backbone_kwargs: passed to the backbone factory.
-        fpn_channels: FPN and head width.
-        num_extra_levels: extra coarser FPN levels (stride-2 convs).
-        head_convs: conv-GN-ReLU layers per head tower.
-        regress_ranges: per level ``[lo, hi]`` of the largest side distance of an assigned box, pixels
-            (``hi < 0`` means infinity); default ``[8 s_{l-1}, 8 s_l]`` from the strides (FCOS's rule).
-        center_sampling: only locations within ``center_radius · stride`` of the box centre (in the box frame)
-            are positives.
-        center_radius: centre-sampling radius in strides.
-        dist_act: side-distance activation, ``"exp"`` or ``"relu"``.
-        normalize: standardise the [0, 1] image with the backbone's mean/std (timm: its pretrained config;
-            registered backbones: ImageNet's).
-        score_thr: minimum class probability of a candidate.
-        nms_pre: candidates kept per level (top-k).
-        nms_thr: rotated IoU above which a lower-scored box of the same class is suppressed.
-        max_det: detections per image.
-        multi_label: a location may give a detection for every class above ``score_thr`` (FCOS); False keeps
-            only its best class.
-        class_agnostic_nms: boxes of different classes suppress each other too.
+        config: the network's options (None: the defaults), see :class:`RotatedFCOSConfig`.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        coder: AngleCoder,
-        backbone: str = "simple_cnn",
-        backbone_kwargs: dict[str, Any] | None = None,
-        fpn_channels: int = 64,
-        num_extra_levels: int = 0,
-        head_convs: int = 2,
-        regress_ranges: Sequence[Sequence[float]] | None = None,
-        center_sampling: bool = True,
-        center_radius: float = 1.5,
-        dist_act: Literal["exp", "relu"] = "exp",
-        normalize: bool = True,
-        score_thr: float = 0.05,
-        nms_pre: int = 1000,
-        nms_thr: float = 0.1,
-        max_det: int = 100,
-        multi_label: bool = True,
-        class_agnostic_nms: bool = False,
-    ) -> None:
+    def __init__(self, num_classes: int, coder: AngleCoder, config: RotatedFCOSConfig | None = None) -> None:
         super().__init__()
+        c = self.config = config if config is not None else RotatedFCOSConfig()
         self.num_classes = num_classes
         self.coder = coder
-        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        self.backbone = build_backbone(c.backbone, **(c.backbone_kwargs or {}))
         in_ch, strides = list(self.backbone.out_channels), list(self.backbone.strides)
-        self.strides = strides + [strides[-1] * 2 ** (k + 1) for k in range(num_extra_levels)]
-        self.fpn = FPN(in_ch, fpn_channels, num_extra_levels)
-        self.head = RotatedFCOSHead(fpn_channels, num_classes, coder.encode_size, len(self.strides), head_convs,
-                                    dist_act, angle_bias=coder.bias_init)
+        self.strides = strides + [strides[-1] * 2 ** (k + 1) for k in range(c.num_extra_levels)]
+        self.fpn = FPN(in_ch, c.fpn_channels, c.num_extra_levels)
+        self.head = RotatedFCOSHead(c.fpn_channels, num_classes, coder.encode_size, len(self.strides), c.head_convs,
+                                    c.dist_act, angle_bias=coder.bias_init)
+        regress_ranges = c.regress_ranges
         if regress_ranges is None:
             edges = [0.0] + [8.0 * s for s in self.strides[:-1]] + [math.inf]
             regress_ranges = [(edges[i], edges[i + 1]) for i in range(len(self.strides))]
         if len(regress_ranges) != len(self.strides):
-            raise ValueError(f"model.init_args.regress_ranges: expected {len(self.strides)} [lo, hi] pairs (one per "
-                             f"FPN level, strides {self.strides}), got {len(regress_ranges)}")
+            raise ValueError(f"model.init_args.fcos.regress_ranges: expected {len(self.strides)} [lo, hi] pairs (one "
+                             f"per FPN level, strides {self.strides}), got {len(regress_ranges)}")
         self.regress_ranges = [(float(lo), math.inf if hi < 0 else float(hi)) for lo, hi in regress_ranges]
-        self.center_sampling, self.center_radius = center_sampling, center_radius
-        self.score_thr, self.nms_pre, self.nms_thr, self.max_det = score_thr, nms_pre, nms_thr, max_det
-        self.multi_label, self.class_agnostic_nms = multi_label, class_agnostic_nms
-        self.input_norm = InputNormalization.from_backbone(self.backbone, enabled=normalize)
+        self.center_sampling, self.center_radius = c.center_sampling, c.center_radius
+        self.score_thr, self.nms_pre, self.nms_thr, self.max_det = c.score_thr, c.nms_pre, c.nms_thr, c.max_det
+        self.multi_label, self.class_agnostic_nms = c.multi_label, c.class_agnostic_nms
+        self.input_norm = InputNormalization.from_backbone(self.backbone, enabled=c.normalize)
 
     # ------------------------------------------------------------------------------------------ forward
     def forward(self, images: Tensor) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -72,14 +73,15 @@ from torchmetrics import Metric, MetricCollection
 
 from visionkit.backbones import FPN, InputNormalization, build_backbone
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
-from visionkit.tasks.base import BaseTask
+from visionkit.tasks.base import BaseTask, model_config, reject_moved_options
 from visionkit.tasks.obb import pointobb_losses as L
 from visionkit.tasks.obb import pointobb_views as V
 from visionkit.tasks.obb.coders import AngleCoder, build_coder
 from visionkit.tasks.obb.dota_map import DOTAMeanAP
 from visionkit.tasks.obb.pointobb_angle import ANGLE_HEADS, build_angle_head
 
-__all__ = ["PointOBB", "PointOBBTask", "PseudoBoxIoU", "MILHead", "rotated_roi_grid", "weighted_box_mean"]
+__all__ = ["MILHead", "MILStage", "PointOBB", "PointOBBConfig", "PointOBBOutputs", "PointOBBTask", "PseudoBoxIoU",
+           "rotated_roi_grid", "weighted_box_mean"]
 
 DEFAULT_SCALES = (8.0, 9.8, 11.9, 14.6, 17.8, 21.8, 26.6, 32.5, 39.7, 48.5)
 DEFAULT_RATIOS = (1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0)
@@ -155,132 +157,216 @@ class MILHead(nn.Module):
         return self.cls(h), self.ins(h)
 
 
+@dataclass(frozen=True)
+class PointOBBConfig:
+    """Options of the :class:`PointOBB` network (``model.init_args.pointobb`` of :class:`PointOBBTask`).
+
+    The class count and the angle coder are not among them: the task passes them (``num_classes`` comes from the
+    datamodule, the coder from ``angle_coder`` / ``coder_kwargs``). Sequences are stored as tuples.
+
+    Attributes:
+        backbone: backbone registry or timm name.
+        backbone_kwargs: arguments of the backbone factory (e.g. ``widths``, ``out_indices``, ``pretrained``).
+        fpn_channels: FPN width.
+        bag_scales: stage-0 proposal scales ``sqrt(w h)``, pixels.
+        bag_ratios: stage-0 aspect ratios ``w / h``.
+        topk: proposals averaged into a pseudo box.
+        roi_size: side ``S`` of the rotated RoI sampling grid.
+        roi_context: the RoI grid covers the box's sides times this factor (>= 1: a margin of context around it).
+        head_dim: width of the MIL heads.
+        finest_scale: proposals with ``sqrt(w h)`` below this (pixels) use the finest FPN level.
+        jitter_scales: stage-1 side factors.
+        jitter_offsets: stage-1 centre offsets, fractions of the sides.
+        num_negatives: random negative proposals per image in stage 1.
+        neg_iou_thr: a random negative has IoU below this with every stage-0 box of its image.
+        d2s_radius: dense-to-sparse radius, in strides.
+        angle_convs: conv-ReLU layers of the angle branch.
+        angle_head: ``'conv'`` (the paper's conv branch) or ``'tensor'`` (orientation tensor of learnt maps,
+            :mod:`~visionkit.tasks.obb.pointobb_angle`).
+        tensor_maps: learnt maps of the tensor head.
+        tensor_sigma: window of the tensor head, in cells.
+        tensor_image: the image (averaged down to each level) joins the tensor head's learnt maps.
+        agnostic_classes: rotation-agnostic classes (horizontal proposals, no angle loss).
+        stage0_sigmoid: stage 0 scores classes with sigmoids and also learns background from the negatives (default:
+            softmax over classes, as in the paper).
+        stage0_background: stage 0 scores with a softmax over the classes and a background class that the negatives
+            train (objectness); the bag scores use the class columns.
+        exclude_other_points: proposals that cover another annotated point of their image get no instance score.
+        pseudo_stage: the stage whose top-k mean (and bag score) is the pseudo box: 1 (the paper's refined box) or 0
+            (stage 1 is still trained and shapes the features).
+        normalize: standardise [0, 1] images with the backbone's mean/std (timm: its pretrained config; registered
+            backbones: ImageNet's).
+        roi_chunk: RoIs whose features are computed at once; while training, each chunk's features are recomputed in
+            backward instead of kept (:meth:`PointOBB.roi_logits`). 0: all at once, all kept.
+        checkpoint_features: while training, keep only the outputs of the backbone stages, the FPN maps and the angle
+            maps, and recompute the layers inside them in backward (same results, one more forward pass of those parts;
+            BatchNorm running statistics are updated again by the recomputation).
+    """
+
+    backbone: str = "simple_cnn"
+    backbone_kwargs: dict[str, Any] | None = None
+    fpn_channels: int = 64
+    bag_scales: tuple[float, ...] = DEFAULT_SCALES
+    bag_ratios: tuple[float, ...] = DEFAULT_RATIOS
+    topk: int = 7
+    roi_size: int = 5
+    roi_context: float = 1.0
+    head_dim: int = 256
+    finest_scale: float = 24.0
+    jitter_scales: tuple[float, ...] = (0.8, 1.0, 1.2)
+    jitter_offsets: tuple[float, ...] = (-0.1, 0.0, 0.1)
+    num_negatives: int = 32
+    neg_iou_thr: float = 0.3
+    d2s_radius: float = 1.5
+    angle_convs: int = 2
+    angle_head: Literal["conv", "tensor"] = "conv"
+    tensor_maps: int = 8
+    tensor_sigma: float = 1.5
+    tensor_image: bool = False
+    agnostic_classes: tuple[int, ...] = ()
+    stage0_sigmoid: bool = False
+    stage0_background: bool = False
+    exclude_other_points: bool = False
+    pseudo_stage: Literal[0, 1] = 1
+    normalize: bool = True
+    roi_chunk: int = 2048
+    checkpoint_features: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("bag_scales", "bag_ratios", "jitter_scales", "jitter_offsets", "agnostic_classes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        key = "model.init_args.pointobb"
+        if self.angle_head not in ANGLE_HEADS:
+            raise ValueError(f"{key}.angle_head: expected one of {ANGLE_HEADS}, got {self.angle_head!r}")
+        if self.roi_context < 1.0:
+            raise ValueError(f"{key}.roi_context: expected >= 1, got {self.roi_context}")
+        if self.stage0_sigmoid and self.stage0_background:
+            raise ValueError(f"{key}.stage0_sigmoid/stage0_background: choose one")
+        if self.pseudo_stage not in (0, 1):
+            raise ValueError(f"{key}.pseudo_stage: expected 0 or 1, got {self.pseudo_stage}")
+        if self.roi_chunk < 0:
+            raise ValueError(f"{key}.roi_chunk: expected >= 0 (0: no chunks), got {self.roi_chunk}")
+
+
+@dataclass
+class MILStage:
+    """One MIL stage of :meth:`PointOBB.run` for the ``N`` points of a batch (``K`` proposals per bag, ``C``
+    classes).
+
+    Attributes:
+        bags: ``(N, K, 5)`` proposals.
+        cls: ``(N, K, C)`` class probabilities (the class columns with a background class).
+        ins: ``(N, K, C)`` instance probabilities (softmax over the bag).
+        boxes: ``(N, 5)`` score-weighted mean of the top-k proposals (not regularised).
+        scores: ``(N,)`` bag scores of the point's class.
+        keep: ``(N, K)`` proposals that enter the instance scores (None: all).
+    """
+
+    bags: Tensor
+    cls: Tensor
+    ins: Tensor
+    boxes: Tensor
+    scores: Tensor
+    keep: Tensor | None
+
+
+@dataclass
+class PointOBBOutputs:
+    """What one :meth:`PointOBB.run` gives the task's losses and predictions (``N`` points of ``B`` images,
+    image by image, ``L`` FPN levels).
+
+    Attributes:
+        boxes: ``(N, 5)`` le90 pseudo boxes (detached).
+        scores: ``(N,)`` their scores in [0, 1] (detached).
+        labels: ``(N,)`` point classes.
+        batch_idx: ``(N,)`` image of each point.
+        points: ``(N, 2)`` pixels.
+        image_size: ``(H, W)`` of the image batch.
+        feats: FPN maps ``(B, C, h_l, w_l)``, finest first.
+        angle_maps: dense angle encodings ``(B, D, h_l, w_l)`` per level.
+        theta: ``(N, L)`` dense-to-sparse angles of every level.
+        constraint: ``(N, L)`` the coder's constraint loss of the encodings that entered ``theta``.
+        stage0, stage1: the two MIL stages.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    batch_idx: Tensor
+    points: Tensor
+    image_size: tuple[int, int]
+    feats: list[Tensor]
+    angle_maps: list[Tensor]
+    theta: Tensor
+    constraint: Tensor
+    stage0: MILStage
+    stage1: MILStage
+
+    def per_image(self, batch_size: int) -> list[dict[str, Tensor]]:
+        """``boxes``, ``scores`` and ``labels`` of each of ``batch_size`` images (the point order)."""
+        res = []
+        for i in range(batch_size):
+            m = self.batch_idx == i
+            res.append({"boxes": self.boxes[m], "scores": self.scores[m], "labels": self.labels[m]})
+        return res
+
+
 class PointOBB(nn.Module):
     """Backbone + FPN, a two-stage MIL box head and a dense angle branch (see the module docstring).
 
     Args:
         num_classes: foreground classes.
         coder: the angle coder of the dense branch (differentiable decoder).
-        backbone: registry or timm name; backbone_kwargs: its arguments.
-        fpn_channels: FPN width.
-        bag_scales: stage-0 proposal scales ``sqrt(w h)``, pixels.
-        bag_ratios: stage-0 aspect ratios ``w / h``.
-        topk: proposals averaged into a pseudo box.
-        roi_size: side ``S`` of the rotated RoI sampling grid.
-        roi_context: the grid covers the box's sides times this factor (>= 1: a margin of context around it).
-        head_dim: width of the MIL heads.
-        finest_scale: proposals with ``sqrt(w h)`` below this (pixels) use the finest FPN level.
-        jitter_scales: stage-1 side factors; jitter_offsets: stage-1 centre offsets (fractions of the sides).
-        num_negatives: random negative proposals per image in stage 1.
-        neg_iou_thr: a negative must have IoU below this with every stage-0 box.
-        d2s_radius: dense-to-sparse radius in strides.
-        angle_convs: conv-ReLU layers of the angle branch.
-        angle_head: ``'conv'`` (the paper's conv branch) or ``'tensor'`` (orientation tensor of learnt maps);
-            tensor_maps, tensor_sigma, tensor_image: its maps, window (cells) and whether the image (averaged
-            down to each level) joins the learnt maps, see
-            :mod:`~visionkit.tasks.obb.pointobb_angle`.
-        agnostic_classes: rotation-agnostic classes (horizontal proposals, no angle loss).
-        stage0_sigmoid: stage 0 scores classes with sigmoids and also learns background from the negatives
-            (default: softmax over classes, as in the paper).
-        stage0_background: stage 0 scores with a softmax over the classes and a background class that the
-            negatives train (objectness); the bag scores use the class columns.
-        exclude_other_points: proposals that cover another annotated point of their image get no instance
-            score (a tight box of one object holds no other object's point when objects overlap little).
-        pseudo_stage: the stage whose top-k mean (and bag score) is the pseudo box: 1 (the paper's refined box)
-            or 0 (stage 1 is still trained and shapes the features).
-        normalize: standardise [0, 1] images with the backbone's mean/std (timm: its pretrained config;
-            registered backbones: ImageNet's).
-        roi_chunk: RoIs whose features are computed at once; while training, each chunk's features are
-            recomputed in backward instead of kept (see :meth:`roi_logits`). 0: all at once, all kept.
-        checkpoint_features: while training, keep only the outputs of the backbone stages, the FPN maps and the
-            angle maps, and recompute the layers inside them in backward (the three views of a step at 1024 x 1024
-            otherwise hold most of the memory); same results, one more forward pass of those parts. BatchNorm running
-            statistics are updated again by the recomputation.
+        config: the network's options (None: the defaults), see :class:`PointOBBConfig`.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        coder: AngleCoder,
-        backbone: str = "simple_cnn",
-        backbone_kwargs: dict[str, Any] | None = None,
-        fpn_channels: int = 64,
-        bag_scales: Sequence[float] = DEFAULT_SCALES,
-        bag_ratios: Sequence[float] = DEFAULT_RATIOS,
-        topk: int = 7,
-        roi_size: int = 5,
-        roi_context: float = 1.0,
-        head_dim: int = 256,
-        finest_scale: float = 24.0,
-        jitter_scales: Sequence[float] = (0.8, 1.0, 1.2),
-        jitter_offsets: Sequence[float] = (-0.1, 0.0, 0.1),
-        num_negatives: int = 32,
-        neg_iou_thr: float = 0.3,
-        d2s_radius: float = 1.5,
-        angle_convs: int = 2,
-        angle_head: Literal["conv", "tensor"] = "conv",
-        tensor_maps: int = 8,
-        tensor_sigma: float = 1.5,
-        tensor_image: bool = False,
-        agnostic_classes: Sequence[int] = (),
-        stage0_sigmoid: bool = False,
-        stage0_background: bool = False,
-        exclude_other_points: bool = False,
-        pseudo_stage: int = 1,
-        normalize: bool = True,
-        roi_chunk: int = 2048,
-        checkpoint_features: bool = False,
-    ) -> None:
+    def __init__(self, num_classes: int, coder: AngleCoder, config: PointOBBConfig | None = None) -> None:
         super().__init__()
+        c = self.config = config if config is not None else PointOBBConfig()
         if not coder.differentiable_decode:
             raise ValueError(f"model.init_args.angle_coder: PointOBB's symmetry loss needs a differentiable "
                              f"decoder; {type(coder).__name__} has none (use ucr, psc or plain)")
         self.num_classes, self.coder = num_classes, coder
-        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        self.backbone = build_backbone(c.backbone, **(c.backbone_kwargs or {}))
         self.strides = list(self.backbone.strides)
-        self.fpn = FPN(list(self.backbone.out_channels), fpn_channels)
-        self.roi_size, self.topk, self.finest_scale = roi_size, topk, float(finest_scale)
-        if roi_context < 1.0:
-            raise ValueError(f"model.init_args.roi_context: expected >= 1, got {roi_context}")
-        self.roi_context = float(roi_context)
-        in_dim = fpn_channels * roi_size * roi_size
-        if stage0_sigmoid and stage0_background:
-            raise ValueError("model.init_args.stage0_sigmoid/stage0_background: choose one")
-        self.stage0_sigmoid = stage0_sigmoid
-        self.exclude_other_points = exclude_other_points
-        if pseudo_stage not in (0, 1):
-            raise ValueError(f"model.init_args.pseudo_stage: expected 0 or 1, got {pseudo_stage}")
-        self.pseudo_stage = pseudo_stage
-        if roi_chunk < 0:
-            raise ValueError(f"model.init_args.roi_chunk: expected >= 0 (0: no chunks), got {roi_chunk}")
-        self.roi_chunk = int(roi_chunk)
-        self.checkpoint_features = bool(checkpoint_features)
+        self.fpn = FPN(list(self.backbone.out_channels), c.fpn_channels)
+        self.roi_size, self.topk, self.finest_scale = c.roi_size, c.topk, float(c.finest_scale)
+        self.roi_context = float(c.roi_context)
+        in_dim = c.fpn_channels * c.roi_size * c.roi_size
+        self.stage0_sigmoid = c.stage0_sigmoid
+        self.exclude_other_points = c.exclude_other_points
+        self.pseudo_stage = c.pseudo_stage
+        self.roi_chunk = int(c.roi_chunk)
+        self.checkpoint_features = bool(c.checkpoint_features)
         inner = getattr(self.backbone, "model", None)
-        self._stagewise_checkpoints = checkpoint_features and hasattr(inner, "set_grad_checkpointing")
-        self.head0 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0) if stage0_sigmoid else 0.0,
-                             background=stage0_background)
+        self._stagewise_checkpoints = c.checkpoint_features and hasattr(inner, "set_grad_checkpointing")
+        self.head0 = MILHead(in_dim, c.head_dim, num_classes, cls_bias=-math.log(9.0) if c.stage0_sigmoid else 0.0,
+                             background=c.stage0_background)
         # stage 1 scores classes with sigmoids: start at a foreground prior of 0.1
-        self.head1 = MILHead(in_dim, head_dim, num_classes, cls_bias=-math.log(9.0))
-        self.angle_head = build_angle_head(angle_head, fpn_channels, coder, angle_convs, tensor_maps, tensor_sigma,
-                                           tensor_image)
-        scales = torch.tensor([float(s) for s in bag_scales])
-        ratios = torch.tensor([float(r) for r in bag_ratios])
+        self.head1 = MILHead(in_dim, c.head_dim, num_classes, cls_bias=-math.log(9.0))
+        self.angle_head = build_angle_head(c.angle_head, c.fpn_channels, coder, c.angle_convs, c.tensor_maps,
+                                           c.tensor_sigma, c.tensor_image)
+        scales = torch.tensor([float(s) for s in c.bag_scales])
+        ratios = torch.tensor([float(r) for r in c.bag_ratios])
         # (S*R, 2) stage-0 sides (w, h), scale-major: index = scale_index * R + ratio_index
         self.register_buffer("bag_wh", torch.stack([(scales[:, None] * ratios.sqrt()[None]).reshape(-1),
                                                     (scales[:, None] / ratios.sqrt()[None]).reshape(-1)], -1),
                              persistent=False)
-        self.num_scales, self.num_ratios = len(bag_scales), len(bag_ratios)
-        js = torch.tensor([float(s) for s in jitter_scales])
-        jo = torch.tensor([float(o) for o in jitter_offsets])
+        self.num_scales, self.num_ratios = len(c.bag_scales), len(c.bag_ratios)
+        js = torch.tensor([float(s) for s in c.jitter_scales])
+        jo = torch.tensor([float(o) for o in c.jitter_offsets])
         fw, fh, ox, oy = torch.meshgrid(js, js, jo, jo, indexing="ij")
         self.register_buffer("jitter", torch.stack([fw, fh, ox, oy], -1).reshape(-1, 4), persistent=False)
-        self.num_negatives, self.neg_iou_thr = num_negatives, neg_iou_thr
-        self.d2s_radius = d2s_radius
+        self.num_negatives, self.neg_iou_thr = c.num_negatives, c.neg_iou_thr
+        self.d2s_radius = c.d2s_radius
+        bad = [k for k in c.agnostic_classes if not 0 <= int(k) < num_classes]
+        if bad:
+            raise ValueError(f"model.init_args.pointobb.agnostic_classes: classes {bad} outside [0, {num_classes})")
         agn = torch.zeros(num_classes, dtype=torch.bool)
-        if len(agnostic_classes):
-            agn[torch.tensor(list(agnostic_classes), dtype=torch.long)] = True
+        if len(c.agnostic_classes):
+            agn[torch.tensor(list(c.agnostic_classes), dtype=torch.long)] = True
         self.register_buffer("agnostic", agn, persistent=False)
-        self.input_norm = InputNormalization.from_backbone(self.backbone, enabled=normalize)
+        self.input_norm = InputNormalization.from_backbone(self.backbone, enabled=c.normalize)
 
     # ------------------------------------------------------------------------------------------ features
     def _recompute(self) -> bool:
@@ -312,15 +398,13 @@ class PointOBB(nn.Module):
         lvl = torch.floor(torch.log2(scale / self.finest_scale)) + 1
         return lvl.clamp(0, len(self.strides) - 1).long()
 
-    def roi_features(self, feats: Sequence[Tensor], boxes: Tensor, batch_idx: Tensor,
-                     image_size: tuple[int, int]) -> Tensor:
+    def roi_features(self, feats: Sequence[Tensor], boxes: Tensor, batch_idx: Tensor) -> Tensor:
         """Rotated RoI features of boxes of several images.
 
         Args:
             feats: FPN maps ``(B, C, h_l, w_l)``.
             boxes: ``(K, 5)`` in the pixels of the image the maps were computed from.
             batch_idx: ``(K,)`` image of each box.
-            image_size: ``(H, W)`` of that (padded) image batch.
 
         Returns:
             ``(K, C * S * S)``.
@@ -361,8 +445,8 @@ class PointOBB(nn.Module):
         out = torch.cat(vals)[torch.argsort(torch.cat(sels))]  # (K, C, S*S)
         return out.flatten(1)
 
-    def roi_logits(self, heads: Sequence[MILHead], feats: Sequence[Tensor], boxes: Tensor, batch_idx: Tensor,
-                   image_size: tuple[int, int]) -> list[tuple[Tensor, Tensor]]:
+    def roi_logits(self, heads: Sequence[MILHead], feats: Sequence[Tensor], boxes: Tensor,
+                   batch_idx: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Class and instance logits of each head for the rotated RoIs of ``boxes``, ``roi_chunk`` RoIs at a time.
 
         The RoI features of ``K`` boxes take ``K * C * S * S`` values (12544 per RoI with the DOTA config): kept for
@@ -373,7 +457,7 @@ class PointOBB(nn.Module):
 
         Args:
             heads: MIL heads applied to the same RoI features.
-            feats, boxes, batch_idx, image_size: as in :meth:`roi_features`.
+            feats, boxes, batch_idx: as in :meth:`roi_features`.
 
         Returns:
             per head ``(cls_logits (K, C or C + 1), ins_logits (K, C))``.
@@ -381,7 +465,7 @@ class PointOBB(nn.Module):
         K = boxes.shape[0]
 
         def run(b: Tensor, bi: Tensor, *fs: Tensor) -> tuple[Tensor, ...]:
-            x = self.roi_features(fs, b, bi, image_size)  # (k, C*S*S)
+            x = self.roi_features(fs, b, bi)  # (k, C*S*S)
             return tuple(t for h in heads for t in h(x))
 
         chunk = self.roi_chunk
@@ -527,16 +611,14 @@ class PointOBB(nn.Module):
         out = torch.cat([b[..., :2], b[..., 2:4] * f[None, :, None], b[..., 4:]], -1).reshape(-1, 5)
         return out, batch_idx.repeat_interleave(f.numel())
 
-    def mil_scores(self, head: MILHead, feats: Sequence[Tensor], bags: Tensor, batch_idx: Tensor,
-                   image_size: tuple[int, int], sigmoid: bool,
+    def mil_scores(self, head: MILHead, feats: Sequence[Tensor], bags: Tensor, batch_idx: Tensor, sigmoid: bool,
                    keep: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Class and instance probabilities of bags ``(N, K, 5)``: ``cls (N, K, C)`` (softmax over classes, or
         sigmoid; with a background head, the class columns of the softmax over classes + background),
         ``ins (N, K, C)`` (softmax over the bag, restricted to the proposals where ``keep (N, K)`` is true when
         given) and the raw class logits ``(N, K, C)``."""
         N, K = bags.shape[:2]
-        (cls_logit, ins_logit), = self.roi_logits([head], feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K),
-                                                  image_size)
+        (cls_logit, ins_logit), = self.roi_logits([head], feats, bags.reshape(-1, 5), batch_idx.repeat_interleave(K))
         cls_logit, ins_logit = cls_logit.view(N, K, cls_logit.shape[-1]), ins_logit.view(N, K, ins_logit.shape[-1])
         if keep is not None:
             ins_logit = ins_logit.masked_fill(~keep[..., None], float("-inf"))
@@ -570,8 +652,8 @@ class PointOBB(nn.Module):
 
     # ------------------------------------------------------------------------------------------ inference
     def run(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
-            rotate_proposals: bool = True) -> dict[str, Any]:
-        """Pseudo boxes for a batch.
+            rotate_proposals: bool = True) -> PointOBBOutputs:
+        """Pseudo boxes for a batch, with the intermediate tensors the losses use.
 
         Args:
             images: ``(B, 3, H, W)`` in [0, 1].
@@ -579,8 +661,7 @@ class PointOBB(nn.Module):
             rotate_proposals: write the predicted angles into the proposals (else horizontal proposals).
 
         Returns:
-            dict with ``boxes (N, 5)`` le90 pseudo boxes of all points (image by image), ``scores (N,)``,
-            ``labels (N,)``, ``batch_idx (N,)`` and the intermediate tensors the losses use.
+            :class:`PointOBBOutputs` of all points, image by image.
         """
         dev = images.device
         size = (int(images.shape[-2]), int(images.shape[-1]))
@@ -592,35 +673,27 @@ class PointOBB(nn.Module):
             if len(points) else lab
         feats = self.features(images)
         amaps = self.angle_maps(feats, images)
-        theta, enc, cons = self.dense_to_sparse(amaps, pts, bidx)
+        theta, _, cons = self.dense_to_sparse(amaps, pts, bidx)
         bags0 = self.stage0_bags(pts, theta.detach() if rotate_proposals else None, lab)
         keep0 = self.free_of_other_points(bags0, pts, bidx)
-        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, size, sigmoid=self.stage0_sigmoid, keep=keep0)
+        cls0, ins0, _ = self.mil_scores(self.head0, feats, bags0, bidx, sigmoid=self.stage0_sigmoid, keep=keep0)
         box0, bag0 = self.pseudo_boxes(bags0, cls0, ins0, lab)
         bags1 = self.stage1_bags(box0.detach())
-        cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, size, sigmoid=True,
-                                        keep=self.free_of_other_points(bags1, pts, bidx))
+        keep1 = self.free_of_other_points(bags1, pts, bidx)
+        cls1, ins1, _ = self.mil_scores(self.head1, feats, bags1, bidx, sigmoid=True, keep=keep1)
         box1, bag1 = self.pseudo_boxes(bags1, cls1, ins1, lab)
         box, bag = (box1, bag1) if self.pseudo_stage == 1 else (box0, bag0)
-        return {"boxes": regularize_obb(box.detach(), "le90"), "scores": bag.detach().clamp(0, 1),
-                "labels": lab, "batch_idx": bidx, "points": pts, "feats": feats, "theta": theta, "enc": enc,
-                "constraint": cons, "amaps": amaps, "bags0": bags0, "cls0": cls0, "ins0": ins0, "bag0": bag0,
-                "box0": box0, "keep0": keep0, "cls1": cls1, "ins1": ins1, "bag1": bag1, "box1": box1, "size": size}
+        return PointOBBOutputs(
+            boxes=regularize_obb(box.detach(), "le90"), scores=bag.detach().clamp(0, 1), labels=lab, batch_idx=bidx,
+            points=pts, image_size=size, feats=feats, angle_maps=amaps, theta=theta, constraint=cons,
+            stage0=MILStage(bags0, cls0, ins0, box0, bag0, keep0),
+            stage1=MILStage(bags1, cls1, ins1, box1, bag1, keep1))
 
     @torch.no_grad()
     def predict(self, images: Tensor, points: Sequence[Tensor], labels: Sequence[Tensor],
                 rotate_proposals: bool = True) -> list[dict[str, Tensor]]:
         """Pseudo boxes per image: ``boxes (N_i, 5)`` le90, ``scores (N_i,)``, ``labels (N_i,)`` (the point order)."""
-        return split_per_image(self.run(images, points, labels, rotate_proposals), images.shape[0])
-
-
-def split_per_image(out: dict[str, Any], batch_size: int) -> list[dict[str, Tensor]]:
-    """``boxes``, ``scores`` and ``labels`` of :meth:`PointOBB.run`'s outputs per image (the point order)."""
-    res = []
-    for i in range(batch_size):
-        m = out["batch_idx"] == i
-        res.append({"boxes": out["boxes"][m], "scores": out["scores"][m], "labels": out["labels"][m]})
-    return res
+        return self.run(images, points, labels, rotate_proposals).per_image(images.shape[0])
 
 
 # ---------------------------------------------------------------------------------------------- metric
@@ -668,14 +741,10 @@ class PointOBBTask(BaseTask):
     The method and its design choices are described in :mod:`visionkit.tasks.obb.pointobb`.
 
     Args:
-        num_classes: foreground classes; class_names: their names.
-        backbone, backbone_kwargs, fpn_channels: feature extractor.
+        num_classes: foreground classes; class_names: their names (both from the datamodule in the CLI).
+        pointobb: the network's options (backbone, bags, heads, angle head, memory), :class:`PointOBBConfig`;
+            in a config ``model.init_args.pointobb.<option>``.
         angle_coder: ``"ucr"`` (default), ``"psc"`` or ``"plain"``; coder_kwargs: its arguments.
-        bag_scales, bag_ratios, topk, roi_size, roi_context, head_dim, finest_scale, jitter_scales, jitter_offsets,
-        num_negatives, neg_iou_thr, d2s_radius, angle_convs, angle_head, tensor_maps, tensor_sigma,
-        tensor_image, agnostic_classes, stage0_sigmoid,
-        stage0_background, exclude_other_points, pseudo_stage, roi_chunk, checkpoint_features: see
-            :class:`PointOBB`.
         ssc_cls_weight, ssc_ins_weight: SSC weights of the class and instance score distributions.
         sym_weight, sym_beta: weight and smooth-L1 beta of the symmetry loss.
         sym_dense_weight: weight of the same symmetry relation applied at every cell of every FPN level
@@ -705,35 +774,9 @@ class PointOBBTask(BaseTask):
         self,
         num_classes: int = 3,
         class_names: list[str] | None = None,
-        backbone: str = "simple_cnn",
-        backbone_kwargs: dict[str, Any] | None = None,
-        fpn_channels: int = 64,
+        pointobb: PointOBBConfig = PointOBBConfig(),  # noqa: B008 (frozen: one shared default is safe)
         angle_coder: Literal["ucr", "psc", "plain"] = "ucr",
         coder_kwargs: dict[str, Any] | None = None,
-        bag_scales: list[float] = DEFAULT_SCALES,
-        bag_ratios: list[float] = DEFAULT_RATIOS,
-        topk: int = 7,
-        roi_size: int = 5,
-        roi_context: float = 1.0,
-        head_dim: int = 256,
-        finest_scale: float = 24.0,
-        jitter_scales: list[float] = (0.8, 1.0, 1.2),
-        jitter_offsets: list[float] = (-0.1, 0.0, 0.1),
-        num_negatives: int = 32,
-        neg_iou_thr: float = 0.3,
-        d2s_radius: float = 1.5,
-        angle_convs: int = 2,
-        angle_head: Literal["conv", "tensor"] = "conv",
-        tensor_maps: int = 8,
-        tensor_sigma: float = 1.5,
-        tensor_image: bool = False,
-        agnostic_classes: list[int] = (),
-        stage0_sigmoid: bool = False,
-        stage0_background: bool = False,
-        exclude_other_points: bool = False,
-        pseudo_stage: int = 1,
-        roi_chunk: int = 2048,
-        checkpoint_features: bool = False,
         ssc_cls_weight: float = 1.0,
         ssc_ins_weight: float = 2.0,
         sym_weight: float = 0.5,
@@ -758,35 +801,23 @@ class PointOBBTask(BaseTask):
         if not 0 <= angle_loss_start <= angle_proposal_start:
             raise ValueError("model.init_args.angle_loss_start/angle_proposal_start: need 0 <= angle_loss_start <= "
                              f"angle_proposal_start, got {angle_loss_start}, {angle_proposal_start}")
-        if angle_head not in ANGLE_HEADS:
-            raise ValueError(f"model.init_args.angle_head: expected one of {ANGLE_HEADS}, got {angle_head!r}")
         bad_f = [f for f in scale_negatives if not (float(f) > 0 and float(f) != 1.0)]
         if bad_f:
             raise ValueError(f"model.init_args.scale_negatives: factors must be positive and not 1, got {bad_f}")
         if rotate_padding not in ("zeros", "reflection", "disc"):
             raise ValueError(f"model.init_args.rotate_padding: expected 'zeros', 'reflection' or 'disc', "
                              f"got {rotate_padding!r}")
-        bad = [c for c in agnostic_classes if not 0 <= int(c) < num_classes]
-        if bad:
-            raise ValueError(f"model.init_args.agnostic_classes: classes {bad} outside [0, {num_classes})")
+        reject_moved_options(PointOBBConfig, kwargs, "pointobb")
+        # the hyperparameters (read from this frame by save_hyperparameters) hold plain values, so that checkpoints
+        # load with weights_only=True
+        pointobb = asdict(model_config(PointOBBConfig, pointobb, "pointobb"))  # noqa: F841
         super().__init__(**kwargs)
 
     # ------------------------------------------------------------------------------------------ hooks
     def configure_models(self) -> None:
         hp = self.hparams
         self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
-        bkw = dict(hp.backbone_kwargs or {})
-        self.model = PointOBB(
-            num_classes=hp.num_classes, coder=self.coder, backbone=hp.backbone, backbone_kwargs=bkw,
-            fpn_channels=hp.fpn_channels, bag_scales=hp.bag_scales, bag_ratios=hp.bag_ratios, topk=hp.topk,
-            roi_size=hp.roi_size, roi_context=hp.roi_context, head_dim=hp.head_dim, finest_scale=hp.finest_scale,
-            jitter_scales=hp.jitter_scales, jitter_offsets=hp.jitter_offsets, num_negatives=hp.num_negatives,
-            neg_iou_thr=hp.neg_iou_thr, d2s_radius=hp.d2s_radius, angle_convs=hp.angle_convs,
-            angle_head=hp.angle_head, tensor_maps=hp.tensor_maps, tensor_sigma=hp.tensor_sigma,
-            tensor_image=hp.tensor_image,
-            agnostic_classes=hp.agnostic_classes, stage0_sigmoid=hp.stage0_sigmoid,
-            stage0_background=hp.stage0_background, exclude_other_points=hp.exclude_other_points,
-            pseudo_stage=hp.pseudo_stage, roi_chunk=hp.roi_chunk, checkpoint_features=hp.checkpoint_features)
+        self.model = PointOBB(hp.num_classes, self.coder, model_config(PointOBBConfig, hp.pointobb, "pointobb"))
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
@@ -818,28 +849,28 @@ class PointOBBTask(BaseTask):
             self.progress.fill_(min(1.0, self.global_step / total))
 
     # ------------------------------------------------------------------------------------------ losses
-    def compute_outputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def compute_outputs(self, batch: dict[str, Any]) -> PointOBBOutputs:
         """One pass of :meth:`PointOBB.run` (features, angle maps, both MIL stages, pseudo boxes)."""
         self._update_progress()
         return self.model.run(batch["image"], list(batch["points"]), self.point_labels(batch),
                               rotate_proposals=self.rotate_proposals())
 
-    def compute_losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
+    def compute_losses(self, outputs: PointOBBOutputs, batch: dict[str, Any]) -> dict[str, Tensor]:
         hp = self.hparams
         m = self.model
         images = batch["image"]
         prog = float(self.progress)
         angle_on = prog >= hp.angle_loss_start
         out = outputs
-        lab = out["labels"]
+        lab = out.labels
         zero = images.sum() * 0.0
         n = lab.shape[0]
         if n == 0:
             return {"loss": zero, "mil0": zero, "mil1": zero, "neg": zero, "ssc": zero, "sym": zero,
                     "constraint": zero}
         onehot = F.one_hot(lab, hp.num_classes).to(images.dtype)
-        mil0 = L.mil_loss(out["cls0"], out["ins0"], onehot)
-        mil1 = L.mil_loss(out["cls1"], out["ins1"], onehot)
+        mil0 = L.mil_loss(out.stage0.cls, out.stage0.ins, onehot)
+        mil1 = L.mil_loss(out.stage1.cls, out.stage1.ins, onehot)
         neg = L.negatives_loss(m, out, images.shape[0], avoid_points=hp.neg_avoid_points,
                                scale_factors=hp.scale_negatives, weight=hp.neg_loss_weight, zero=zero)
         views = V.sample_views(scale_range=tuple(hp.view_scale_range), angle_range=tuple(hp.view_angle_range),
@@ -854,9 +885,9 @@ class PointOBBTask(BaseTask):
         return {"loss": total, "mil0": mil0, "mil1": mil1, "neg": neg, "ssc": ssc, "sym": sym, "constraint": con}
 
     # ------------------------------------------------------------------------------------------ inference
-    def postprocess(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, list[Tensor]]:
+    def postprocess(self, outputs: PointOBBOutputs, batch: dict[str, Any]) -> dict[str, list[Tensor]]:
         """Pseudo boxes per image: ``boxes (N_i, 5)`` le90, ``scores (N_i,)``, ``labels (N_i,)``, one per point."""
-        res = split_per_image(outputs, batch["image"].shape[0])
+        res = outputs.per_image(batch["image"].shape[0])
         return {k: [r[k] for r in res] for k in ("boxes", "scores", "labels")}
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:

@@ -47,17 +47,17 @@ class Family:
 FAMILIES = {
     "obb": Family(
         "obb/synthetic.yaml",
-        model={"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [2, 3, 4], "norm": "group"},
-               "fpn_channels": 16, "head_convs": 1, "warmup_steps": 0},
+        model={"fcos": {"backbone_kwargs": {"widths": [8, 8, 16, 16, 16], "out_indices": [2, 3, 4], "norm": "group"},
+                        "fpn_channels": 16, "head_convs": 1}, "warmup_steps": 0},
         # no random augmentation: its draws depend on the rank, so two processes would not see one's batches
         data={"num_train": 8, "num_val": 4, "num_test": 4, "image_size": 64, "augment_flips": False,
               "augment_rotate": 0.0, "augment_jitter": 0.0},
         pictures="obb_vis", compare=("val_loss", "val_map50", "test_loss", "test_map50")),
     "pointobb": Family(
         "obb/pointobb_synthetic.yaml",
-        model={"backbone_kwargs": {"widths": [8, 8, 16, 16], "out_indices": [1, 2, 3]}, "fpn_channels": 16,
-               "head_dim": 16, "tensor_maps": 4, "num_negatives": 8, "bag_scales": [10.0, 20.0, 30.0],
-               "bag_ratios": [0.5, 1.0, 2.0], "topk": 3},
+        model={"pointobb": {"backbone_kwargs": {"widths": [8, 8, 16, 16], "out_indices": [1, 2, 3]}, "fpn_channels": 16,
+                            "head_dim": 16, "tensor_maps": 4, "num_negatives": 8, "bag_scales": [10.0, 20.0, 30.0],
+                            "bag_ratios": [0.5, 1.0, 2.0], "topk": 3}},
         data={"num_train": 4, "num_val": 4, "num_test": 4, "image_size": 64},
         pictures="pointobb_vis", written=4),
     "pointcloud": Family(

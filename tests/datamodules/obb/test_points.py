@@ -10,11 +10,11 @@ from visionkit.datamodules.obb.dota import read_dota_txt, write_dota_txt
 from visionkit.datamodules.obb.points import DOTAPoints, SyntheticPointOBB, SyntheticPseudoOBB
 from visionkit.errors import DataError, DatasetNotFoundError
 from visionkit.ops.rotated_boxes import box_iou_rotated, obb2poly, poly2obb
-from visionkit.tasks.obb.pointobb import PointOBBTask
+from visionkit.tasks.obb.pointobb import PointOBBConfig, PointOBBTask
 from visionkit.tasks.obb.pointobb_callbacks import PseudoLabelWriter
 
-TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3, 4]}, fpn_channels=16,
-            roi_size=3, head_dim=32)
+TINY = PointOBBConfig(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3, 4]}, fpn_channels=16,
+                      roi_size=3, head_dim=32)
 
 
 def _dota_points_root(tmp_path, H=48, W=64):
@@ -56,7 +56,7 @@ def test_dota_points_predict_on_training_images_and_write_pseudo_labels(tmp_path
     dm = DOTAPoints(root=str(root), image_size=96, point_dir="points", batch_size=2)  # resized x1.5
     dm.setup("predict")
     assert [p.parent.parent.name for p, _ in dm.predict_dataset.items] == ["train", "train"]
-    task = PointOBBTask(num_classes=len(dm.class_names), class_names=dm.class_names, **TINY)
+    task = PointOBBTask(num_classes=len(dm.class_names), class_names=dm.class_names, pointobb=TINY)
     writer = PseudoLabelWriter(output_dir=str(tmp_path / "pseudo"))
     trainer = Trainer(accelerator="cpu", devices=1, logger=False, callbacks=[writer], enable_progress_bar=False,
                       enable_checkpointing=False)

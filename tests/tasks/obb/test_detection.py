@@ -9,10 +9,12 @@ import torch
 from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
 from visionkit.tasks.obb import MeanAngleError, RotatedDetectionTask
+from visionkit.tasks.obb.fcos import RotatedFCOSConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "obb"
-TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 32, 32], "out_indices": [2, 3, 4]}, fpn_channels=16,
-            head_convs=1, regress_ranges=[[0, 16], [16, 32], [32, -1]])
+NET = dict(backbone_kwargs={"widths": [8, 16, 16, 32, 32], "out_indices": [2, 3, 4]}, fpn_channels=16, head_convs=1,
+           regress_ranges=[[0, 16], [16, 32], [32, -1]])
+TINY = dict(fcos=RotatedFCOSConfig(**NET))
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,8 @@ def batch():
 @pytest.mark.parametrize("coder,kw", [("ucr", {"dims": 2}), ("ucr", {"dims": 3}), ("psc", {}), ("csl", {}),
                                       ("plain", {})])
 def test_forward_contract(batch, coder, kw):
-    task = RotatedDetectionTask(angle_coder=coder, coder_kwargs=kw, score_thr=0.0, max_det=9, **TINY).eval()
+    net = RotatedFCOSConfig(**NET, score_thr=0.0, max_det=9)
+    task = RotatedDetectionTask(angle_coder=coder, coder_kwargs=kw, fcos=net).eval()
     with torch.no_grad():
         out = task(batch)
     assert set(out) == {"boxes", "scores", "labels"}
@@ -75,6 +78,8 @@ def test_mean_angle_error_metric():
 
 
 def test_bad_config_values():
+    with pytest.raises(ValueError, match=r"model\.init_args\.fcos\.nms_pre"):
+        RotatedDetectionTask(nms_pre=10)  # a pre-config checkpoint or script: the option moved
     with pytest.raises(ValueError, match="angle_coder"):
         RotatedDetectionTask(angle_coder="nope", **TINY)
     with pytest.raises(ValueError, match="iou_loss"):
@@ -101,10 +106,11 @@ model:
   class_path: RotatedDetectionTask
   init_args:
     class_names: [rectangle, ellipse, triangle]
-    backbone_kwargs: {{widths: [8, 16, 16, 32, 32], out_indices: [2, 3, 4]}}
-    fpn_channels: 16
-    head_convs: 1
-    regress_ranges: [[0, 16], [16, 32], [32, -1]]
+    fcos:
+      backbone_kwargs: {{widths: [8, 16, 16, 32, 32], out_indices: [2, 3, 4]}}
+      fpn_channels: 16
+      head_convs: 1
+      regress_ranges: [[0, 16], [16, 32], [32, -1]]
     lr: 0.003
 data:
   class_path: SyntheticOBB
@@ -120,8 +126,15 @@ def test_cli_fit_test_predict(tmp_path):
     cfg = _tiny_config(tmp_path)
     cli = main(["fit", "--config", str(cfg), "--trainer.max_epochs", "1"])
     assert "val_map50" in cli.trainer.callback_metrics
+    # the network options of the config reach the model (head_convs 1, not the default 2) ...
+    net = cli.model.model
+    assert len(net.head.cls_tower) == 3 and net.regress_ranges == [(0.0, 16.0), (16.0, 32.0), (32.0, math.inf)]
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert ckpt.exists()
+    # ... and come back from the checkpoint with the same weights
+    loaded = RotatedDetectionTask.load_from_checkpoint(ckpt)
+    assert loaded.model.config == net.config and loaded.model.config.head_convs == 1
+    assert all(torch.equal(v, cli.model.state_dict()[k]) for k, v in loaded.state_dict().items())
     assert list((tmp_path / "run").rglob("obb_vis/epoch_000.png"))
     cli = main(["test", "--config", str(cfg), "--ckpt_path", str(ckpt)])
     metrics = cli.trainer.callback_metrics

@@ -16,11 +16,12 @@ model:
   class_path: RotatedDetectionTask
   init_args:
     class_names: [rectangle, ellipse, triangle]
-    backbone_kwargs: {widths: [8, 16, 16, 32, 32], out_indices: [2, 3, 4], norm: group}
-    fpn_channels: 16
-    head_convs: 1
-    regress_ranges: [[0, 16], [16, 32], [32, -1]]
-    score_thr: 0.0
+    fcos:
+      backbone_kwargs: {widths: [8, 16, 16, 32, 32], out_indices: [2, 3, 4], norm: group}
+      fpn_channels: 16
+      head_convs: 1
+      regress_ranges: [[0, 16], [16, 32], [32, -1]]
+      score_thr: 0.0
     lr: 0.003
 data:
   class_path: SyntheticOBB

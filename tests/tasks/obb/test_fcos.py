@@ -8,7 +8,7 @@ import torch
 from shapely.geometry import Point, Polygon
 
 from visionkit.tasks.obb.coders import PSCCoder, UCRCoder
-from visionkit.tasks.obb.fcos import RotatedFCOS, centerness_target, decode_sides, encode_sides
+from visionkit.tasks.obb.fcos import RotatedFCOS, RotatedFCOSConfig, centerness_target, decode_sides, encode_sides
 
 
 def _corners(b):
@@ -58,8 +58,9 @@ def test_centerness_closed_form():
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return RotatedFCOS(3, UCRCoder(dims=3), backbone_kwargs={"widths": (8, 16, 16, 16, 16)}, fpn_channels=16,
-                       regress_ranges=[[0, 32], [32, 64], [64, -1]])
+    return RotatedFCOS(3, UCRCoder(dims=3), RotatedFCOSConfig(backbone_kwargs={"widths": (8, 16, 16, 16, 16)},
+                                                              fpn_channels=16,
+                                                              regress_ranges=[[0, 32], [32, 64], [64, -1]]))
 
 
 def test_assignment_positives_inside_and_decode_exactly(model):
@@ -108,8 +109,9 @@ def test_assignment_without_boxes(model):
 
 def test_forward_and_predict_shapes():
     torch.manual_seed(0)
-    m = RotatedFCOS(2, PSCCoder(dual_freq=True), backbone_kwargs={"widths": (8, 8, 16, 16, 16)}, fpn_channels=16,
-                    num_extra_levels=1, score_thr=0.0, max_det=7).eval()
+    m = RotatedFCOS(2, PSCCoder(dual_freq=True), RotatedFCOSConfig(
+        backbone_kwargs={"widths": (8, 8, 16, 16, 16)}, fpn_channels=16, num_extra_levels=1, score_thr=0.0,
+        max_det=7)).eval()
     x = torch.rand(2, 3, 64, 96)
     out = m(x)
     P = 8 * 12 + 4 * 6 + 2 * 3 + 1 * 2

@@ -7,12 +7,13 @@ import pytest
 import torch
 from shapely.geometry import Point, Polygon
 
-from visionkit.datamodules.base import collate_dict
+from visionkit.datamodules.base import collate_dict, images_to_float
 from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
 from visionkit.ops.rotated_boxes import obb2corners, points_in_obb
 from visionkit.tasks.obb.coders import UCRCoder, build_coder
 from visionkit.tasks.obb.pointobb import (
     PointOBB,
+    PointOBBConfig,
     PointOBBTask,
     PseudoBoxIoU,
     rotated_roi_grid,
@@ -28,12 +29,17 @@ def _model(**kw):
     torch.manual_seed(0)
     args = dict(TINY)
     args.update(kw)
-    return PointOBB(num_classes=3, coder=UCRCoder(dims=3), **args)
+    return PointOBB(3, UCRCoder(dims=3), PointOBBConfig(**args))
+
+
+def _task(net=None, **kw):
+    """A tiny task: ``net`` overrides the network options of :data:`TINY`, ``kw`` are task arguments."""
+    return PointOBBTask(pointobb=PointOBBConfig(**{**TINY, **(net or {})}), **kw)
 
 
 def _batch(n=4, seed=0, **kw):
     ds = SyntheticOBBDataset(n, seed=seed, label_mode="point", **kw)
-    return collate_dict([ds[i] for i in range(n)])
+    return images_to_float(collate_dict([ds[i] for i in range(n)]), ("image",))  # as it reaches the task
 
 
 def test_roi_grid_lies_in_the_box_and_is_centred():
@@ -66,7 +72,7 @@ def test_roi_features_sample_a_linear_map_exactly():
     boxes = torch.tensor([[30.0, 28.0, 8.0, 6.0, 0.3], [33.0, 31.0, 40.0, 30.0, -0.5], [29.0, 33.0, 5.0, 4.0, 1.0]],
                          dtype=torch.float64)
     bidx = torch.tensor([0, 1, 1])
-    out = m.roi_features(feats, boxes, bidx, (H, W)).view(3, 16, 9)
+    out = m.roi_features(feats, boxes, bidx).view(3, 16, 9)
     grid = rotated_roi_grid(boxes, 3)  # (3, 9, 2)
     assert torch.allclose(out[:, 0], grid[..., 0], atol=1e-9)
     assert torch.allclose(out[:, 1], grid[..., 1], atol=1e-9)
@@ -175,10 +181,10 @@ def test_scaled_negatives_overlap_their_box_by_the_square_of_the_factor():
 
 
 def test_angle_head_and_scale_negative_options_are_checked():
-    with pytest.raises(ValueError, match="angle_head"):
-        PointOBBTask(angle_head="steerable", **TINY)
+    with pytest.raises(ValueError, match="pointobb.angle_head"):
+        _task({"angle_head": "steerable"})
     with pytest.raises(ValueError, match="scale_negatives"):
-        PointOBBTask(scale_negatives=[0.5, 1.0], **TINY)
+        _task(scale_negatives=[0.5, 1.0])
 
 
 def test_background_head_scores_classes_and_background():
@@ -187,10 +193,11 @@ def test_background_head_scores_classes_and_background():
     batch = _batch(2)
     out = m.run(batch["image"], list(batch["points"]), list(batch["labels"]), rotate_proposals=False)
     # class columns of a softmax over classes + background: positive, summing to less than one
-    assert out["cls0"].shape[-1] == 3 and (out["cls0"] > 0).all() and (out["cls0"].sum(-1) < 1).all()
+    cls0 = out.stage0.cls
+    assert cls0.shape[-1] == 3 and (cls0 > 0).all() and (cls0.sum(-1) < 1).all()
     with pytest.raises(ValueError, match="choose one"):
         _model(stage0_background=True, stage0_sigmoid=True)
-    task = PointOBBTask(stage0_background=True, **TINY)
+    task = _task({"stage0_background": True})
     losses = task.batch_losses(batch)
     assert float(losses["neg"]) > 0
     losses["loss"].backward()
@@ -278,12 +285,12 @@ def test_pseudo_box_iou_metric_against_shapely():
 
 def test_csl_coder_is_rejected():
     with pytest.raises(ValueError, match="differentiable"):
-        PointOBB(num_classes=3, coder=build_coder("csl"), **TINY)
+        PointOBB(3, build_coder("csl"), PointOBBConfig(**TINY))
 
 
 def test_task_losses_phases_and_gradients():
     batch = _batch(4)
-    task = PointOBBTask(angle_loss_start=0.5, angle_proposal_start=0.8, **TINY)
+    task = _task(angle_loss_start=0.5, angle_proposal_start=0.8)
     torch.manual_seed(0)
     early = task.batch_losses(batch)
     assert float(early["sym"]) == 0.0 and all(torch.isfinite(v) for v in early.values())
@@ -302,7 +309,7 @@ def test_task_losses_phases_and_gradients():
 
 def test_forward_contract_and_metrics():
     batch = _batch(3)
-    task = PointOBBTask(**TINY).eval()
+    task = _task().eval()
     out = task(batch)
     for i in range(3):
         n = len(batch["points"][i])
@@ -323,7 +330,7 @@ def test_forward_contract_and_metrics():
 
 def test_one_pass_serves_the_predictions_and_the_validation_losses(monkeypatch):
     batch = _batch(3)
-    task = PointOBBTask(**TINY).eval()
+    task = _task().eval()
     with torch.no_grad():
         out = task(batch)
         ref = task.model.predict(batch["image"], list(batch["points"]), list(batch["labels"]),
@@ -352,7 +359,7 @@ def test_one_pass_serves_the_predictions_and_the_validation_losses(monkeypatch):
 def test_learning_curve_drops():
     torch.manual_seed(0)
     batch = _batch(4, seed=3)
-    task = PointOBBTask(angle_loss_start=0.0, angle_proposal_start=1.0, lr=3e-3, **TINY)
+    task = _task(angle_loss_start=0.0, angle_proposal_start=1.0, lr=3e-3)
     task._update_progress = lambda: None
     opt = torch.optim.Adam(task.parameters(), lr=3e-3)
     hist = []
@@ -365,6 +372,80 @@ def test_learning_curve_drops():
         hist.append((float(loss["mil0"]), float(loss["mil1"])))
     first, last = np.mean(hist[:4], 0), np.mean(hist[-4:], 0)
     assert last[0] < 0.7 * first[0] and last[1] < 0.7 * first[1], hist
+
+
+def test_network_options_are_checked_and_old_flat_arguments_named():
+    with pytest.raises(ValueError, match=r"model\.init_args\.pointobb\.head_dim"):
+        PointOBBTask(head_dim=24)  # a pre-config checkpoint or script: the option moved
+    with pytest.raises(ValueError, match=r"model\.init_args\.pointobb\.hed_dim: not an option"):
+        PointOBBTask(pointobb={"hed_dim": 24})
+    with pytest.raises(ValueError, match=r"model\.init_args\.pointobb\.roi_context"):
+        PointOBBConfig(roi_context=0.5)
+
+
+def test_network_options_in_yaml_reach_the_model_and_survive_the_checkpoint(tmp_path):
+    """Non-default network options written in a config reach PointOBB; the checkpoint keeps them as plain values
+    (it loads with weights_only=True) and ``load_from_checkpoint`` rebuilds the same network, as does a checkpoint
+    of a task built in Python."""
+    from lightning.pytorch import Trainer
+
+    from visionkit.cli import main
+    from visionkit.io import load_torch
+    from visionkit.tasks.obb.pointobb_angle import TensorAngleHead
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"""
+seed_everything: 0
+trainer: {{max_steps: 1, limit_val_batches: 1, num_sanity_val_steps: 0, accelerator: cpu, devices: 1, logger: false,
+           enable_progress_bar: false, default_root_dir: {tmp_path / 'run'}}}
+model:
+  class_path: PointOBBTask
+  init_args:
+    pointobb:
+      backbone_kwargs: {{widths: [8, 16, 16], out_indices: [1, 2]}}
+      fpn_channels: 16
+      roi_size: 3
+      head_dim: 24
+      bag_scales: [10.0, 20.0]
+      bag_ratios: [0.5, 2.0]
+      angle_head: tensor
+      tensor_maps: 3
+      pseudo_stage: 0
+data:
+  class_path: SyntheticPointOBB
+  init_args: {{num_train: 4, num_val: 2, num_test: 2, image_size: 128, batch_size: 2}}
+""")
+    trained = main(["fit", "--config", str(cfg)]).model
+    net = trained.model
+    assert net.head0.fc[0].out_features == 24 and net.bag_wh.shape == (4, 2) and net.pseudo_stage == 0
+    assert isinstance(net.angle_head, TensorAngleHead) and net.config.tensor_maps == 3
+    assert net.config.jitter_scales == PointOBBConfig().jitter_scales  # the other options keep their defaults
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    hp = load_torch(ckpt)["hyper_parameters"]  # weights_only: the options are plain values
+    assert hp["pointobb"]["head_dim"] == 24 and hp["pointobb"]["angle_head"] == "tensor"
+    batch = _batch(2)
+    trained.eval()
+    with torch.no_grad():
+        ref = trained(batch)
+
+    def same(task):
+        assert task.model.config == net.config
+        sd = trained.state_dict()
+        assert all(torch.equal(v, sd[k]) for k, v in task.state_dict().items())
+        with torch.no_grad():
+            out = task.eval()(batch)
+        assert all(torch.equal(a, b) for k in ref for a, b in zip(out[k], ref[k]))
+
+    same(PointOBBTask.load_from_checkpoint(ckpt))
+    # a task built in Python: its hyperparameters hold the options as a plain dict too
+    py = PointOBBTask(pointobb=net.config)
+    py.load_state_dict(trained.state_dict())
+    py.progress.copy_(trained.progress)
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_steps=0)
+    trainer.strategy.connect(py)
+    trainer.save_checkpoint(tmp_path / "py.ckpt")
+    assert load_torch(tmp_path / "py.ckpt")["hyper_parameters"]["pointobb"]["head_dim"] == 24
+    same(PointOBBTask.load_from_checkpoint(tmp_path / "py.ckpt"))
 
 
 @pytest.mark.slow
@@ -433,23 +514,22 @@ def test_disc_mask_is_a_disc_that_a_turn_keeps():
 @pytest.mark.parametrize("padding", ["reflection", "disc"])
 def test_symmetry_variants_train_the_angle_branch(padding):
     batch = _batch(3)
-    task = PointOBBTask(angle_loss_start=0.0, rotate_padding=padding, sym_dense_weight=0.5, rotate_prob=1.0, **TINY)
+    task = _task(angle_loss_start=0.0, rotate_padding=padding, sym_dense_weight=0.5, rotate_prob=1.0)
     torch.manual_seed(0)
     losses = task.batch_losses(batch)
     assert all(torch.isfinite(v) for v in losses.values()) and float(losses["sym"]) > 0
     losses["loss"].backward()
     assert task.model.angle_head.out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="rotate_padding"):
-        PointOBBTask(rotate_padding="border", **TINY)
+        _task(rotate_padding="border")
 
 
 def test_tensor_head_with_image_and_scale_negatives_train():
     batch = _batch(3)
-    kw = dict(TINY, backbone_kwargs={"widths": [8, 16, 16], "out_indices": [1, 2]})
-    task = PointOBBTask(angle_loss_start=0.0, angle_proposal_start=0.0, angle_head="tensor", tensor_image=True,
-                        tensor_maps=3, scale_negatives=[0.4, 2.5], rotate_prob=1.0, **kw)
-    plain = PointOBBTask(angle_loss_start=0.0, angle_proposal_start=0.0, angle_head="tensor", tensor_image=True,
-                         tensor_maps=3, rotate_prob=1.0, **kw)
+    net = {"backbone_kwargs": {"widths": [8, 16, 16], "out_indices": [1, 2]}, "angle_head": "tensor",
+           "tensor_image": True, "tensor_maps": 3}
+    task = _task(net, angle_loss_start=0.0, angle_proposal_start=0.0, scale_negatives=[0.4, 2.5], rotate_prob=1.0)
+    plain = _task(net, angle_loss_start=0.0, angle_proposal_start=0.0, rotate_prob=1.0)
     plain.load_state_dict(task.state_dict())
     torch.manual_seed(0)
     losses = task.batch_losses(batch)
@@ -464,7 +544,7 @@ def test_tensor_head_with_image_and_scale_negatives_train():
     # the angles come from the image's orientation tensor: proposals of elongated objects follow the objects
     with torch.no_grad():
         out = task.model.run(batch["image"], list(batch["points"]), list(batch["labels"]))
-    assert out["bags0"][:, :, 4].abs().sum() > 0
+    assert out.stage0.bags[:, :, 4].abs().sum() > 0
 
 
 def test_proposals_covering_another_point_get_no_instance_score():
@@ -480,7 +560,7 @@ def test_proposals_covering_another_point_get_no_instance_score():
             assert bool(keep[n, k]) == (not covers)
     assert keep[2].all() and not keep[0].all()  # alone in its image / a neighbour 14 px away
     feats = m.features(torch.rand(2, 3, 128, 128))
-    _, ins, _ = m.mil_scores(m.head0, feats, bags, bidx, (128, 128), sigmoid=True, keep=keep)
+    _, ins, _ = m.mil_scores(m.head0, feats, bags, bidx, sigmoid=True, keep=keep)
     assert torch.all(ins[~keep] == 0) and torch.allclose(ins.sum(1), torch.ones(3, 3))
     assert _model().free_of_other_points(bags, pts, bidx) is None  # off by default
 
@@ -497,8 +577,8 @@ def test_pseudo_stage_selects_the_box_of_that_stage():
     with torch.no_grad():
         o1 = m1.run(batch["image"], list(batch["points"]), list(batch["labels"]))
         o0 = m0.run(batch["image"], list(batch["points"]), list(batch["labels"]))
-    assert torch.allclose(o1["boxes"], regularize_obb(o1["box1"], "le90"))
-    assert torch.allclose(o0["boxes"], regularize_obb(o1["box0"], "le90"), atol=1e-5)
-    assert torch.allclose(o0["scores"], o1["bag0"].clamp(0, 1), atol=1e-6)
+    assert torch.allclose(o1.boxes, regularize_obb(o1.stage1.boxes, "le90"))
+    assert torch.allclose(o0.boxes, regularize_obb(o1.stage0.boxes, "le90"), atol=1e-5)
+    assert torch.allclose(o0.scores, o1.stage0.scores.clamp(0, 1), atol=1e-6)
     with pytest.raises(ValueError, match="pseudo_stage"):
         _model(pseudo_stage=2)

@@ -4,9 +4,9 @@ bf16 autocast."""
 import pytest
 import torch
 
-from visionkit.datamodules.base import collate_dict
+from visionkit.datamodules.base import collate_dict, images_to_float
 from visionkit.datamodules.obb.synthetic import SyntheticOBBDataset
-from visionkit.tasks.obb.pointobb import PointOBBTask
+from visionkit.tasks.obb.pointobb import PointOBBConfig, PointOBBTask
 
 TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3, 4]}, fpn_channels=16,
             roi_size=3, head_dim=32)
@@ -14,12 +14,13 @@ TINY = dict(backbone_kwargs={"widths": [8, 16, 16, 24, 24], "out_indices": [2, 3
 
 def _batch(n=2, seed=0, **kw):
     ds = SyntheticOBBDataset(n, seed=seed, label_mode="point", **kw)
-    return collate_dict([ds[i] for i in range(n)])
+    return images_to_float(collate_dict([ds[i] for i in range(n)]), ("image",))  # as it reaches the task
 
 
-def _task(roi_chunk, **kw):
+def _task(roi_chunk, scale_negatives=(), **net):
     torch.manual_seed(0)
-    task = PointOBBTask(roi_chunk=roi_chunk, angle_loss_start=0.0, angle_proposal_start=0.0, **TINY, **kw)
+    task = PointOBBTask(pointobb=PointOBBConfig(**TINY, roi_chunk=roi_chunk, **net), angle_loss_start=0.0,
+                        angle_proposal_start=0.0, scale_negatives=list(scale_negatives))
     task._update_progress = lambda: None  # late phase: symmetry loss on, predicted angles in the proposals
     task.progress.fill_(0.5)
     return task
@@ -110,9 +111,9 @@ def test_one_step_under_bf16_autocast_is_finite():
         feats = m.features(batch["image"])
         boxes = torch.tensor([[20.0, 30.0, 12.0, 6.0, 0.4], [40.0, 25.0, 30.0, 20.0, -1.0]])
         bidx = torch.tensor([0, 1])
-        x = m.roi_features(feats, boxes, bidx, tuple(batch["image"].shape[-2:]))
+        x = m.roi_features(feats, boxes, bidx)
     assert feats[0].dtype == torch.bfloat16 and x.dtype == torch.float32
-    ref = m.roi_features([f.float() for f in feats], boxes, bidx, tuple(batch["image"].shape[-2:]))
+    ref = m.roi_features([f.float() for f in feats], boxes, bidx)
     torch.testing.assert_close(x, ref, rtol=0, atol=0)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from visionkit.datamodules.obb.dota import DOTADataset, read_task1
 from visionkit.datamodules.obb.tiles import LargeImageDataset, LargeImages, tile_windows
 from visionkit.ops.rotated_boxes import obb2poly
 from visionkit.tasks.obb.detection import RotatedDetectionTask
+from visionkit.tasks.obb.fcos import RotatedFCOSConfig
 from visionkit.tasks.obb.tiling import extract_tiles
 
 TOOL = Path(__file__).resolve().parents[3] / "tools" / "dota_split.py"
@@ -26,10 +29,10 @@ spec.loader.exec_module(tool)
 
 SIZE, GAP, RATES = 256, 64, (1.0, 0.5)
 CLASSES = ["rectangle", "ellipse", "triangle"]
-MODEL = dict(num_classes=3, class_names=CLASSES,
-             backbone_kwargs={"widths": [8, 16, 16, 32, 32], "out_indices": [2, 3, 4]}, fpn_channels=16,
-             head_convs=1, regress_ranges=[[0, 16], [16, 32], [32, -1]], score_thr=0.0, nms_pre=60, max_det=40,
-             nms_thr=0.1, tile_batch=5)
+MODEL = dict(num_classes=3, class_names=CLASSES, tile_batch=5,
+             fcos=RotatedFCOSConfig(backbone_kwargs={"widths": [8, 16, 16, 32, 32], "out_indices": [2, 3, 4]},
+                                    fpn_channels=16, head_convs=1, regress_ranges=[[0, 16], [16, 32], [32, -1]],
+                                    score_thr=0.0, nms_pre=60, max_det=40, nms_thr=0.1))
 
 
 def _write_images(folder: Path) -> dict[str, tuple[int, int]]:
@@ -190,7 +193,7 @@ def _patch_config(tmp_path: Path) -> tuple[Path, Path]:
     state["hyper_parameters"]["_class_path"] = "visionkit.tasks.obb.RotatedDetectionTask"
     torch.save(state, ckpt)  # as a checkpoint written by the CLI
     cfg = tmp_path / "patch_config.yaml"
-    model_args = "\n".join(f"    {k}: {v!r}" if isinstance(v, str) else f"    {k}: {v}" for k, v in MODEL.items())
+    model_args = "\n".join(f"    {k}: {json.dumps(asdict(v) if k == 'fcos' else v)}" for k, v in MODEL.items())
     cfg.write_text(f"""seed_everything: 0
 trainer:
   accelerator: cpu
