@@ -17,6 +17,16 @@ soft-argmax, 2D keypoints. They enter (detached) the initial estimate, which the
 hand to its articulation, and every refinement iteration, whose joint tokens and regression head see where the
 evidence lies relative to the current projection (``keypoint - uv``), so an iteration can correct single fingers.
 
+Local heatmap evidence (``local_window``): the global keypoints are the same for every iteration, so once the
+first iteration has used them the second has nothing new to go on (it learns to return its input). With
+``local_window = k`` every iteration also reads each joint's own heatmap (log-probabilities, detached) on a
+``k x k`` grid of heatmap cells centred at the joint's current projection and takes the soft-argmax within that
+window: an offset that depends on the current estimate and is sharper the closer the estimate is (centred at the
+true joints it is far more precise than the global soft-argmax). Each iteration reads the heatmaps at its own
+stride (``refine_strides``; probabilities summed over the cells of a coarser map), so in the coarse-to-fine
+order of DIR the last iteration alone sees the finest per-joint evidence and has something to add to the one
+before it (with the same evidence for both, the second iteration learnt to return its input).
+
 Parameters per hand (64 numbers): root rotation (6D), pose (45, hand-layer axis-angle), shape (10), weak
 perspective camera (3: log-scale, tx, ty in normalised image coordinates), plus the right-to-left root offset
 (3, mm) for the pair. Weak perspective: ``uv = s · xy / 100 + t`` with ``xy`` root-relative in mm and ``uv``
@@ -63,6 +73,31 @@ def soft_argmax(logits: Tensor) -> Tensor:
     xs = (2 * torch.arange(w, device=logits.device, dtype=logits.dtype) + 1) / w - 1
     ys = (2 * torch.arange(h, device=logits.device, dtype=logits.dtype) + 1) / h - 1
     return torch.stack([(prob.sum(2) * xs).sum(-1), (prob.sum(3) * ys).sum(-1)], -1)
+
+
+def local_evidence(log_prob: Tensor, uv: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """Each joint's heatmap read in a window around its current 2D position.
+
+    Args:
+        log_prob: ``(B, N, h, w)`` heatmap log-probabilities (log-softmax over each map).
+        uv: ``(B, N, 2)`` current joints in normalised ``[-1, 1]`` coordinates.
+        window: samples per side; the samples lie one heatmap cell apart, centred at ``uv`` (bilinear, border
+            padding).
+
+    Returns:
+        ``offset (B, N, 2)``: soft-argmax within the window minus ``uv`` (normalised units), and ``values
+        (B, N, window ** 2 + 1)``: the window's log-probabilities relative to their log-sum-exp, then that
+        log-sum-exp (the log of the probability mass in the window: how much evidence lies near ``uv``).
+    """
+    B, N, h, w = log_prob.shape
+    r = torch.arange(window, device=uv.device, dtype=uv.dtype) - (window - 1) / 2
+    offs = torch.stack(torch.meshgrid(r, r, indexing="xy"), -1).reshape(-1, 2) * uv.new_tensor([2.0 / w, 2.0 / h])
+    grid = (uv[:, :, None] + offs).reshape(B * N, 1, -1, 2)
+    s = F.grid_sample(log_prob.reshape(B * N, 1, h, w), grid, align_corners=False, padding_mode="border")
+    s = s.reshape(B, N, -1)
+    mass = s.logsumexp(-1, keepdim=True)
+    offset = ((s - mass).exp()[..., None] * offs).sum(-2)
+    return offset, torch.cat([s - mass, mass], -1)
 
 
 def _init_head(head: nn.Sequential, n_hands: int) -> None:
@@ -121,11 +156,13 @@ class RefineBlock(nn.Module):
     """One decoupled refinement iteration (see the module docstring)."""
 
     def __init__(self, dim: int, heads: int, bone_channels: int, splat_radius: float, hidden: int,
-                 patch: int = 3, keypoints: bool = False) -> None:
+                 patch: int = 3, keypoints: bool = False, local_window: int = 0) -> None:
         super().__init__()
         self.splat_radius, self.patch, self.keypoints = splat_radius, patch, keypoints
+        self.local_window = local_window if keypoints else 0
+        n_local = 2 + self.local_window**2 + 1 if self.local_window else 0
         self.sample_proj = nn.Linear(patch * patch * dim, dim)
-        self.geom = nn.Linear(7 if keypoints else 5, dim)
+        self.geom = nn.Linear((7 if keypoints else 5) + n_local, dim)
         self.joint_embed = nn.Parameter(torch.randn(42, dim) * 0.02)
         self.gcn = GraphConv(dim)
         self.transformer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True,
@@ -133,7 +170,8 @@ class RefineBlock(nn.Module):
         self.bone_feat = nn.Linear(dim, bone_channels)
         self.fuse = nn.Sequential(nn.Conv2d(dim + 40 * bone_channels, dim, 1), nn.GroupNorm(8, dim),
                                   nn.ReLU(inplace=True), nn.Conv2d(dim, dim, 3, padding=1))
-        self.head = _mlp(21 * 2 * dim + NUM_PARAMS + (42 if keypoints else 0), hidden, NUM_PARAMS)
+        self.head = _mlp(21 * 2 * dim + NUM_PARAMS + (42 if keypoints else 0) + (42 if self.local_window else 0),
+                         hidden, NUM_PARAMS)
         self.offset_head = _mlp(2 * dim + 3, hidden // 2, 3)
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -141,7 +179,7 @@ class RefineBlock(nn.Module):
         nn.init.zeros_(self.offset_head[-1].bias)
 
     def forward(self, fmap: Tensor, params: Tensor, offset: Tensor, rel: Tensor, uv: Tensor,
-                keypoints: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                keypoints: Tensor | None = None, log_prob: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Refine the estimate.
 
         Args:
@@ -149,6 +187,7 @@ class RefineBlock(nn.Module):
             params: ``(B, 2, 64)`` previous hand parameters; offset ``(B, 3)`` previous right-to-left offset.
             rel: ``(B, 42, 3)`` previous root-relative joints (mm); uv ``(B, 42, 2)`` their normalised 2D.
             keypoints: ``(B, 42, 2)`` normalised 2D joint evidence (required if built with ``keypoints``).
+            log_prob: ``(B, 42, h, w)`` joint-heatmap log-probabilities (required with ``local_window``).
 
         Returns:
             new ``params``, new ``offset`` and the fused map ``(B, D, h, w)``.
@@ -169,6 +208,12 @@ class RefineBlock(nn.Module):
                 raise ValueError("RefineBlock built with keypoints=True needs the keypoints (B, 42, 2)")
             evidence = 4 * (keypoints.detach() - uv)  # (B, 42, 2): where the 2D evidence lies, ~1 per 16 px
             geom.append(evidence)
+        if self.local_window:
+            if log_prob is None:
+                raise ValueError("RefineBlock built with local_window needs the heatmap log-probabilities")
+            local_offset, values = local_evidence(log_prob.detach(), uv, self.local_window)
+            local_offset = 16 * local_offset  # ~1 per 4 px: one heatmap cell at stride 4
+            geom += [local_offset, values / 4]
         x = sampled + self.geom(torch.cat(geom, -1)) + self.joint_embed
         x = self.gcn(x.reshape(B, 2, 21, D)).reshape(B, 42, D)  # intra-hand
         x = self.transformer(x)  # inter-hand
@@ -182,6 +227,8 @@ class RefineBlock(nn.Module):
         j = [torch.cat([x, resampled], -1).reshape(B, 2, 21 * 2 * D), params]
         if self.keypoints:
             j.append(evidence.reshape(B, 2, 42))
+        if self.local_window:
+            j.append(local_offset.reshape(B, 2, 42))
         params = params + self.head(torch.cat(j, -1))
         pooled = torch.cat([x, resampled], -1).mean(1)
         offset = offset + 100 * self.offset_head(torch.cat([pooled, offset / 100], -1))
@@ -206,14 +253,19 @@ class DIRNet(nn.Module):
         patch: joint features are sampled on a ``patch x patch`` grid of map cells around each joint.
         keypoint_stride: stride of the map that the 42 joint heatmaps are predicted on (None: no heatmaps);
             their soft-argmax 2D keypoints feed the initial estimate and every iteration.
+        local_window: with ``keypoint_stride``, every iteration also reads each joint's heatmap on a
+            ``local_window x local_window`` grid of heatmap cells around the joint's current projection, with
+            the heatmaps taken to the iteration's stride (see the module docstring); 0: off.
     """
 
     def __init__(self, hand_layers: Sequence[nn.Module], backbone: str = "simple_cnn",
                  backbone_kwargs: dict[str, Any] | None = None, dim: int = 64, num_iterations: int = 2,
                  refine_strides: Sequence[int] = (16, 8), heads: int = 4, bone_channels: int = 4,
                  splat_radius: float = 1.5, hidden: int = 256, patch: int = 3,
-                 keypoint_stride: int | None = None) -> None:
+                 keypoint_stride: int | None = None, local_window: int = 0) -> None:
         super().__init__()
+        if local_window and not keypoint_stride:
+            raise ValueError("local_window reads the joint heatmaps: it needs keypoint_stride")
         self.hand_layers = nn.ModuleList(hand_layers)
         self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
         strides = list(self.backbone.strides)
@@ -244,7 +296,7 @@ class DIRNet(nn.Module):
         with torch.no_grad():
             self.init_offset[-1].bias.copy_(torch.tensor([-1.0, 0.0, 0.0]))  # left hand ~100 mm to the left
         self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden, patch,
-                                                keypoints=bool(keypoint_stride))
+                                                keypoints=bool(keypoint_stride), local_window=local_window)
                                     for _ in range(num_iterations))
 
     def pyramid(self, image: Tensor) -> dict[int, Tensor]:
@@ -257,6 +309,14 @@ class DIRNet(nn.Module):
                 x = x + F.interpolate(prev, size=x.shape[-2:], mode="bilinear", align_corners=False)
             out[s] = prev = self.smooth[str(s)](x)
         return out
+
+    def evidence_at(self, log_prob: Tensor | None, stride: int) -> Tensor | None:
+        """Heatmap log-probabilities ``(B, 42, h, w)`` at ``stride``: the probabilities of the keypoint map summed
+        over blocks of ``stride / keypoint_stride`` cells (unchanged at or below the keypoint stride)."""
+        if log_prob is None or not self.keypoint_stride or stride <= self.keypoint_stride:
+            return log_prob
+        k = stride // self.keypoint_stride
+        return (F.avg_pool2d(log_prob.exp(), k) * k * k).clamp_min(1e-12).log()
 
     def decode(self, params: Tensor, offset: Tensor) -> dict[str, Tensor]:
         """Hand parameters to joints.
@@ -300,11 +360,12 @@ class DIRNet(nn.Module):
         attn = self.attention(coarse).flatten(2).softmax(-1)  # (B, 2, hw): one attention map per hand
         pooled = attn @ coarse.flatten(2).transpose(1, 2)  # (B, 2, D)
         extra: dict[str, Tensor] = {}
-        keypoints = None
+        keypoints = log_prob = None
         if self.keypoint_stride:
             heatmaps = self.keypoint_head(maps[self.keypoint_stride])  # (B, 42, h, w)
             keypoints = soft_argmax(heatmaps)
             extra = {"heatmaps": heatmaps, "keypoints": keypoints}
+            log_prob = heatmaps.flatten(2).log_softmax(-1).reshape(heatmaps.shape)
             kp = keypoints.detach().reshape(-1, 2, 21, 2)
             wrist = kp[:, :, ROOT]
             lifted = torch.cat([pooled, 2 * (kp - wrist[:, :, None]).flatten(2), wrist], -1)
@@ -318,7 +379,8 @@ class DIRNet(nn.Module):
             fmap = maps[s]
             if fused is not None:
                 fmap = fmap + F.interpolate(fused, size=fmap.shape[-2:], mode="bilinear", align_corners=False)
-            params, offset, fused = block(fmap, params, offset, outs[-1]["rel"], outs[-1]["uv"], keypoints)
+            params, offset, fused = block(fmap, params, offset, outs[-1]["rel"], outs[-1]["uv"], keypoints,
+                                          self.evidence_at(log_prob, s))
             outs.append({**self.decode(params, offset), **extra})
         return outs
 
@@ -353,4 +415,5 @@ def to_camera(rel: Tensor, uv: Tensor, offset: Tensor, params: Tensor, K: Tensor
     return joints3d, px
 
 
-__all__ = ["DIRNet", "GraphConv", "RefineBlock", "bone_splat", "root_relative", "soft_argmax", "to_camera"]
+__all__ = ["DIRNet", "GraphConv", "RefineBlock", "bone_splat", "local_evidence", "root_relative", "soft_argmax",
+           "to_camera"]

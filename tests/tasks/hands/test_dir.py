@@ -1,9 +1,10 @@
 """DIRNet pieces: bone splatting, camera recovery, shapes and the refinement wiring."""
 
 import numpy as np
+import pytest
 import torch
 
-from visionkit.tasks.hands.dir import DIRNet, bone_splat, soft_argmax, to_camera
+from visionkit.tasks.hands.dir import DIRNet, bone_splat, local_evidence, soft_argmax, to_camera
 from visionkit.tasks.hands.kinematics import BONES
 from visionkit.tasks.hands.procedural import ProceduralHandLayer
 
@@ -104,3 +105,75 @@ def test_keypoints_enter_the_initial_estimate_and_the_iterations():
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in net.keypoint_head.parameters())
     # ... and the last iteration's head reads the evidence (its input grows by 42 offsets per hand)
     assert net.blocks[-1].head[0].in_features == 21 * 2 * 16 + 64 + 42
+
+
+def test_local_evidence_reads_each_joints_own_heatmap_around_the_estimate():
+    g = torch.Generator().manual_seed(3)
+    B, N, h, w = 2, 3, 6, 8
+    log_prob = torch.randn(B, N, h, w, generator=g, dtype=torch.float64).flatten(2).log_softmax(-1).reshape(B, N, h, w)
+    # centres on cell centres: the 3x3 window reads the cells themselves (no interpolation), clamped at the border
+    cells = torch.tensor([[[0, 0], [3, 2], [7, 5]], [[4, 1], [1, 4], [6, 3]]])  # (col, row)
+    uv = ((2 * cells + 1) / torch.tensor([w, h]) - 1).to(torch.float64)
+    offset, values = local_evidence(log_prob, uv, 3)
+    lp = log_prob.numpy()
+    for b in range(B):
+        for n in range(N):
+            c, r = cells[b, n].tolist()
+            win, offs = [], []
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    win.append(lp[b, n, min(max(r + dy, 0), h - 1), min(max(c + dx, 0), w - 1)])
+                    offs.append([2 * dx / w, 2 * dy / h])
+            win = np.array(win)
+            mass = np.log(np.exp(win).sum())
+            p = np.exp(win - mass)
+            np.testing.assert_allclose(offset[b, n].numpy(), (p[:, None] * np.array(offs)).sum(0), atol=1e-7)
+            np.testing.assert_allclose(values[b, n].numpy(), np.append(win - mass, mass), atol=1e-7)
+
+
+def test_local_evidence_sharpens_as_the_estimate_nears_the_peak():
+    # a diffuse heatmap (half its mass in a Gaussian peak, half spread over the map): the global soft-argmax is
+    # pulled towards the map centre; a window read near the peak lands closer to it, and closer the nearer it is
+    h = w = 32
+    ys, xs = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    peak = torch.tensor([6.3, 24.8])  # (x, y) map pixels, near a corner
+    bump = torch.exp(-((xs - peak[0]) ** 2 + (ys - peak[1]) ** 2) / (2 * 1.5**2))
+    prob = 0.5 * bump / bump.sum() + 0.5 / (h * w)
+    log_prob = prob.log().reshape(1, 1, h, w)
+    target = peak / w * 2 - 1
+    glob = (soft_argmax(log_prob)[0, 0] - target).norm()
+    errs = []
+    for dist in (3.0, 1.0):
+        uv = (target + torch.tensor([dist, -dist]) * 2 / w)[None, None]
+        off, _ = local_evidence(log_prob, uv, 3)
+        errs.append((uv + off - target).norm())
+    assert errs[1] < errs[0] < glob
+
+
+def test_local_window_feeds_every_iteration_detached():
+    layers = [ProceduralHandLayer("right"), ProceduralHandLayer("left")]
+    net = DIRNet(layers, num_iterations=2, keypoint_stride=8, local_window=3, **TINY)
+    outs = net(torch.rand(2, 3, 64, 64))
+    assert torch.allclose(outs[0]["rel"], outs[-1]["rel"], atol=1e-5)  # untrained iterations repeat their input
+    assert all(b.head[0].in_features == 21 * 2 * 16 + 64 + 42 + 42 for b in net.blocks)
+    assert all(b.geom.in_features == 7 + 2 + 9 + 1 for b in net.blocks)
+    for b in net.blocks:  # let the heads act, then check nothing flows back into the heatmaps
+        torch.nn.init.normal_(b.head[-1].weight, std=0.01)
+    net.zero_grad()
+    net(torch.rand(2, 3, 64, 64))[-1]["rel"].sum().backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in net.keypoint_head.parameters())
+    assert net.blocks[-1].geom.weight.grad[:, 7:].abs().max() > 0  # the local evidence is read
+    with pytest.raises(ValueError, match="keypoint_stride"):
+        DIRNet(layers, local_window=3, **TINY)
+
+
+def test_each_iteration_reads_the_heatmaps_at_its_own_stride():
+    layers = [ProceduralHandLayer("right"), ProceduralHandLayer("left")]
+    net = DIRNet(layers, num_iterations=2, refine_strides=(16, 8), keypoint_stride=8, local_window=3, **TINY)
+    g = torch.Generator().manual_seed(4)
+    log_prob = torch.randn(2, 42, 8, 8, generator=g).flatten(2).log_softmax(-1).reshape(2, 42, 8, 8)
+    assert net.evidence_at(log_prob, 8) is log_prob  # the finest iteration reads the heatmaps themselves
+    coarse = net.evidence_at(log_prob, 16)  # the coarser one: probabilities summed over 2x2 cells
+    expected = log_prob.exp().reshape(2, 42, 4, 2, 4, 2).sum((3, 5)).log()
+    assert coarse.shape == (2, 42, 4, 4) and torch.allclose(coarse, expected, atol=1e-5)
+    assert torch.allclose(coarse.exp().sum((2, 3)), torch.ones(2, 42), atol=1e-5)
