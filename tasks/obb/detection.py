@@ -15,11 +15,10 @@ from torchvision.ops import sigmoid_focal_loss
 
 from visionkit.dist import global_normalizer
 from visionkit.ops.rotated_boxes import rotated_iou_loss
-from visionkit.tasks.base import BaseTask, model_config, reject_moved_options
-from visionkit.tasks.obb.coders import build_coder
-from visionkit.tasks.obb.dota_map import DOTAMeanAP
+from visionkit.tasks.base import model_config, reject_moved_options
 from visionkit.tasks.obb.fcos import RotatedFCOS, RotatedFCOSConfig, centerness_target, decode_sides
 from visionkit.tasks.obb.metrics_angle import MeanAngleError
+from visionkit.tasks.obb.task_base import OBBTask
 from visionkit.tasks.obb.tiling import predict_large_image
 
 __all__ = ["RotatedDetectionTask", "stack_images"]
@@ -39,7 +38,7 @@ def stack_images(images: Tensor | Sequence[Tensor], divisor: int = 32) -> Tensor
     return out
 
 
-class RotatedDetectionTask(BaseTask):
+class RotatedDetectionTask(OBBTask):
     """Single-stage anchor-free rotated detector (FCOS-style) with a pluggable angle coder.
 
     Batch keys: ``image (B, 3, H, W)`` in [0, 1], ``boxes`` list of ``(N_i, 5)`` le90 boxes
@@ -116,8 +115,7 @@ class RotatedDetectionTask(BaseTask):
             raise ValueError(f"model.init_args.tile_batch: expected >= 1, got {tile_batch}")
         if iou_loss not in ("log", "linear"):
             raise ValueError(f"model.init_args.iou_loss: expected 'log' or 'linear', got {iou_loss!r}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"model.init_args.class_names: {len(class_names)} names for num_classes={num_classes}")
+        self.check_class_names(num_classes, class_names)
         reject_moved_options(RotatedFCOSConfig, kwargs, "fcos")
         # the hyperparameters (read from this frame by save_hyperparameters) hold plain values, so that checkpoints
         # load with weights_only=True
@@ -127,19 +125,12 @@ class RotatedDetectionTask(BaseTask):
     # ------------------------------------------------------------------------------------------ hooks
     def configure_models(self) -> None:
         hp = self.hparams
-        self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
+        self.coder = self.build_angle_coder()
         self.model = RotatedFCOS(hp.num_classes, self.coder, model_config(RotatedFCOSConfig, hp.fcos, "fcos"))
 
-    @property
-    def class_names(self) -> list[str]:
-        names = self.hparams.class_names
-        return list(names) if names else [f"class_{i}" for i in range(self.hparams.num_classes)]
-
     def make_metrics(self) -> MetricCollection:
-        hp = self.hparams
         return MetricCollection({
-            "map": DOTAMeanAP(iou_thresholds=(0.5,), ap_mode=hp.map_ap_mode, match=hp.map_match,
-                              num_classes=hp.num_classes, class_names=self.class_names),
+            "map": self.dota_map(),
             "angle_error": MeanAngleError(iou_threshold=0.5),
         })
 

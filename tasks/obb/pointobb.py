@@ -73,12 +73,12 @@ from torchmetrics import Metric, MetricCollection
 
 from visionkit.backbones import FPN, InputNormalization, build_backbone
 from visionkit.ops.rotated_boxes import box_iou_rotated, points_in_obb, regularize_obb
-from visionkit.tasks.base import BaseTask, model_config, reject_moved_options
+from visionkit.tasks.base import model_config, reject_moved_options
 from visionkit.tasks.obb import pointobb_losses as L
 from visionkit.tasks.obb import pointobb_views as V
-from visionkit.tasks.obb.coders import AngleCoder, build_coder
-from visionkit.tasks.obb.dota_map import DOTAMeanAP
+from visionkit.tasks.obb.coders import AngleCoder
 from visionkit.tasks.obb.pointobb_angle import ANGLE_HEADS, build_angle_head
+from visionkit.tasks.obb.task_base import OBBTask
 
 __all__ = ["MILHead", "MILStage", "PointOBB", "PointOBBConfig", "PointOBBOutputs", "PointOBBTask", "PseudoBoxIoU",
            "rotated_roi_grid", "weighted_box_mean"]
@@ -725,7 +725,7 @@ class PseudoBoxIoU(Metric):
 
 
 # ---------------------------------------------------------------------------------------------- task
-class PointOBBTask(BaseTask):
+class PointOBBTask(OBBTask):
     """Point-supervised oriented detection: learns pseudo rotated boxes from one point per object.
 
     Batch keys: ``image (B, 3, H, W)`` in [0, 1], ``points`` list of ``(N_i, 2)`` pixels and the point classes in
@@ -796,8 +796,7 @@ class PointOBBTask(BaseTask):
         map_match: Literal["gt", "ge"] = "gt",
         **kwargs: Any,
     ) -> None:
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"model.init_args.class_names: {len(class_names)} names for num_classes={num_classes}")
+        self.check_class_names(num_classes, class_names)
         if not 0 <= angle_loss_start <= angle_proposal_start:
             raise ValueError("model.init_args.angle_loss_start/angle_proposal_start: need 0 <= angle_loss_start <= "
                              f"angle_proposal_start, got {angle_loss_start}, {angle_proposal_start}")
@@ -816,23 +815,16 @@ class PointOBBTask(BaseTask):
     # ------------------------------------------------------------------------------------------ hooks
     def configure_models(self) -> None:
         hp = self.hparams
-        self.coder = build_coder(hp.angle_coder, **(hp.coder_kwargs or {}))
+        self.coder = self.build_angle_coder()
         self.model = PointOBB(hp.num_classes, self.coder, model_config(PointOBBConfig, hp.pointobb, "pointobb"))
         # fraction of the schedule reached in training; saved with checkpoints so that evaluation and predict
         # after training use the same proposal mode
         self.register_buffer("progress", torch.zeros((), dtype=torch.float64))
 
-    @property
-    def class_names(self) -> list[str]:
-        names = self.hparams.class_names
-        return list(names) if names else [f"class_{i}" for i in range(self.hparams.num_classes)]
-
     def make_metrics(self) -> MetricCollection:
-        hp = self.hparams
         return MetricCollection({
             "miou": PseudoBoxIoU(),
-            "map": DOTAMeanAP(iou_thresholds=(0.5,), ap_mode=hp.map_ap_mode, match=hp.map_match,
-                              class_names=self.class_names),
+            "map": self.dota_map(),
         })
 
     # ------------------------------------------------------------------------------------------ helpers
