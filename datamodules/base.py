@@ -12,6 +12,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from visionkit.errors import ConfigError, DataError, DatasetNotFoundError
+from visionkit.io import image_to_float
 from visionkit.seed import step_seed
 
 
@@ -52,15 +53,6 @@ def collate_dict(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def image_to_float(x: Any) -> Any:
-    """A uint8 image tensor (or a list of them) as float32 in [0, 1]; anything else unchanged."""
-    if torch.is_tensor(x) and x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    if isinstance(x, list):
-        return [image_to_float(v) for v in x]
-    return x
-
-
 def images_to_float(batch: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """Turn the uint8 images under ``keys`` (a stacked tensor or a list of tensors) into float32 in [0, 1].
 
@@ -68,12 +60,10 @@ def images_to_float(batch: dict[str, Any], keys: Sequence[str]) -> dict[str, Any
     a quarter of the bytes; the conversion runs once the batch is on the device. Float images pass unchanged;
     the input dict is not modified.
     """
-    found = [k for k in keys if k in batch]
-    if not found:
-        return batch
     out = dict(batch)
-    for k in found:
-        out[k] = image_to_float(batch[k])
+    for k in keys:
+        if k in batch:
+            out[k] = image_to_float(batch[k])
     return out
 
 

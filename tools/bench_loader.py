@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fake_data as fake  # noqa: E402
 
-from visionkit.datamodules.base import image_to_float  # noqa: E402
 from visionkit.datamodules.obb import DOTA  # noqa: E402
+from visionkit.io import image_to_float  # noqa: E402
 
 
 class _FloatInWorkers(torch.utils.data.Dataset):

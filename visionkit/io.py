@@ -101,6 +101,18 @@ def load_torch(path: str | os.PathLike | IO[bytes], map_location: Any = "cpu", t
             "file yourself, pass --trust_checkpoint true") from None
 
 
+def image_to_float(x: Any) -> Any:
+    """A uint8 image tensor (or a list of them), as :func:`read_image` gives, as float32 in [0, 1]; anything else
+    unchanged."""
+    import torch
+
+    if torch.is_tensor(x) and x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    if isinstance(x, list):
+        return [image_to_float(v) for v in x]
+    return x
+
+
 def read_image(path: str | os.PathLike, channels: int = 3) -> Any:
     """Decode an image file to a uint8 tensor ``(channels, H, W)``.
 

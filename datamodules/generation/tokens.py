@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from visionkit.datamodules.base import BaseDataModule, collate_dict, image_to_float
-from visionkit.io import atomic_open, atomic_write_text
+from visionkit.datamodules.base import BaseDataModule, collate_dict
+from visionkit.io import atomic_open, atomic_write_text, image_to_float
 
 __all__ = ["GenerationDataModule", "TokenCache", "TokenCachedDataset", "encode_dataset", "file_sha1"]
 

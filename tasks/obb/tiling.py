@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from visionkit.io import image_to_float
 from visionkit.ops.rotated_boxes import batched_nms_rotated
 
 __all__ = ["extract_tiles", "merge_detections", "predict_large_image"]
@@ -83,7 +84,7 @@ def predict_large_image(detect: Detector, views: Sequence[Tensor], rates: Sequen
         for start in range(0, win.shape[0], tile_batch):  # batches of tiles; each batch is one detector call
             w = win[start:start + tile_batch]
             tiles = extract_tiles(view, w, size)
-            tiles = tiles.float() / 255.0 if tiles.dtype == torch.uint8 else tiles.float()
+            tiles = image_to_float(tiles).float()
             dets = detect(tiles)
             n = torch.tensor([len(d["boxes"]) for d in dets], device=view.device)
             if int(n.sum()) == 0:

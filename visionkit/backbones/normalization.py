@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from visionkit.io import image_to_float
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "InputNormalization", "backbone_mean_std"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,8 +53,7 @@ class InputNormalization(nn.Module):
         return cls(mean, std, enabled)
 
     def forward(self, images: Tensor) -> Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
+        images = image_to_float(images)
         if not self.enabled or images.shape[1] != self.mean.shape[1]:
             return images
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from visionkit.datamodules.base import image_to_float
 from visionkit.datamodules.generation import ImageFolder
 from visionkit.datamodules.generation import tokens as tokens_mod
+from visionkit.io import image_to_float
 from visionkit.tasks.generation import TokenizerTask
 from visionkit.tasks.generation.tokenizers import VQVAE
 
