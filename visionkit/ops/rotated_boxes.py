@@ -242,11 +242,20 @@ def obb_from_torchvision(boxes: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------- IoU
+# rows of a box table (one column per box): centre, half sides, rotation into the box's frame, area, corners
+_AREA = 8
+
+
 def _box_table(boxes: Tensor) -> Tensor:
-    """Per-box constants ``(8, N)``: cx, cy, w/2, h/2, cos, sin, area, 0 (pairs along the last dim)."""
+    """Per-box constants ``(17, N)``: cx, cy, w/2, h/2; the rotation into the box's frame as rows ``(cos, sin)``,
+    ``(-sin, cos)``; the area; the four corners relative to the centre in the image frame (x of corners 0-3, then
+    y), corners in the order ``+u+v, +u-v, -u-v, -u+v`` along the box's width (u) and height (v) axes."""
     cx, cy, w, h, t = boxes.unbind(-1)
-    w, h = w.clamp_min(0), h.clamp_min(0)
-    return torch.stack([cx, cy, 0.5 * w, 0.5 * h, torch.cos(t), torch.sin(t), w * h, torch.zeros_like(cx)])
+    hw, hh = 0.5 * w.clamp_min(0), 0.5 * h.clamp_min(0)
+    c, s = torch.cos(t), torch.sin(t)
+    uc, us, vc, vs = hw * c, hw * s, hh * c, hh * s  # u = hw (c, s), v = hh (-s, c)
+    return torch.stack([cx, cy, hw, hh, c, s, -s, c, 4 * hw * hh,
+                        uc - vs, uc + vs, vs - uc, -uc - vs, us + vc, us - vc, -us - vc, vc - us])
 
 
 def _hbb(tab: Tensor) -> Tensor:
@@ -259,64 +268,56 @@ def _hbb(tab: Tensor) -> Tensor:
 
 
 def _intersection(a: Tensor, b: Tensor) -> Tensor:
-    """Exact intersection areas ``(K,)`` of aligned pairs of box tables ``a, b`` (``(8, K)``).
+    """Exact intersection areas ``(...)`` of aligned pairs of box tables ``a, b`` (``(17, ...)``).
 
     Works in the frame of ``b`` (origin at its centre, axes along its sides), where ``b`` is
     ``[-hw, hw] x [-hh, hh]``. Boundary integral (clockwise, so area = closed integral of y dx):
     the parts of ``a``'s edges inside ``b`` (Liang-Barsky against the four sides), plus ``b``'s top and bottom
     sides between the points where ``a``'s boundary leaves and re-enters them (the very same crossing points,
     so the boundary is closed even for nearly parallel edges); ``b``'s vertical sides add nothing.
-    Branch-free arithmetic (no ``where``), which is also what keeps it fast on CPU.
+    Branch-free arithmetic (no ``where``) on stacked tensors: about 50 tensor operations whatever the number of
+    pairs, which is what keeps it fast on CPU for the small pair lists of NMS.
     """
-    ax, ay, ahw, ahh, ac, as_ = a[:6]
-    bx, by, bhw, bhh, bc, bs = b[:6]
     tiny = torch.finfo(a.dtype).tiny
-    dx, dy = ax - bx, ay - by
-    du = dx * bc + dy * bs  # a's centre in b's frame
-    dv = dy * bc - dx * bs
-    cd = ac * bc + as_ * bs  # cos, sin of theta_a - theta_b
-    sd = as_ * bc - ac * bs
-    p = torch.stack([du, dv])  # (2, K)
-    v1 = ahw * torch.stack([cd, sd])  # a's half width and half height axes in b's frame
-    v2 = ahh * torch.stack([-sd, cd])
-    pp, pm = p + v1, p - v1
-    # a's corners c+v1+v2, c+v1-v2, c-v1-v2, c-v1+v2 in b's frame: (x/y, 4, K); edge e runs from corner e to e + 1
-    c = torch.stack([pp + v2, pp - v2, pm - v2, pm + v2], 1)
-    e = torch.roll(c, -1, 1) - c
+    rot = b[4:8].unflatten(0, (2, 2))  # rows (cos, sin), (-sin, cos) of b
+    p = (rot * (a[0:2] - b[0:2])[None]).sum(1)  # a's centre in b's frame (2, ...)
+    # a's corners in b's frame (x/y, 4, ...); edge e runs from corner e to e + 1
+    c = (rot[:, :, None] * a[9:17].unflatten(0, (2, 4))[None]).sum(1) + p[:, None]
+    e = c.roll(-1, 1) - c
     x, y = c
     ex, ey = e
-    # signed distances (positive outside) to b's sides x = hw, y = hh, x = -hw, y = -hh: (4 sides, 4 edges, K)
-    half = torch.stack([bhw, bhh])[:, None]
-    s0 = torch.cat([c - half, -c - half])  # at edge starts
+    # signed distances (positive outside) to b's sides: (sign, axis, 4 edges, ...), i.e. x = hw, y = hh, then
+    # x = -hw, y = -hh, at edge starts
+    s0 = torch.stack([c, -c]) - b[2:4, None]
     p0 = s0.clamp_min(0)
     n0 = p0 - s0
-    p1, n1 = torch.roll(p0, -1, 1), torch.roll(n0, -1, 1)  # at edge ends
+    p1, n1 = p0.roll(-1, 2), n0.roll(-1, 2)  # at edge ends
     # Liang-Barsky: the part of the edge inside a side is [t_in, t_out]; t_in = 0 when the start is inside,
     # the crossing when it enters, ~1 when both ends are outside; t_out symmetric.
-    t_in = p0 / (p0 + n1 + tiny)
-    t_out = 1 - p1 / (p1 + n0 + tiny)
-    lo, hi = t_in.amax(0), t_out.amin(0)  # (4, K)
-    # integral of y dx over the clipped edge = (x_hi - x_lo) * (y_lo + y_hi) / 2
-    area = ((hi - lo).clamp_min(0) * ex * (2 * y + (lo + hi) * ey)).sum(0) * 0.5
+    t_in = p0 / (p0 + n1).add_(tiny)
+    t_out = 1 - p1 / (p1 + n0).add_(tiny)
+    lo, hi = t_in.amax((0, 1)), t_out.amin((0, 1))  # (4, ...)
+    # twice the integral of y dx over the clipped edge = (x_hi - x_lo) * (y_lo + y_hi)
+    area = ((hi - lo).clamp_min(0) * ex * torch.addcmul(y + y, lo + hi, ey)).sum(0)
     # b's top (y = hh, run in +x) and bottom (y = -hh, run in -x) sides inside a: from where a's boundary
     # leaves the side's half-plane to where it re-enters, clipped to [-hw, hw]
-    in0 = s0[1::2] <= 0  # (2, 4, K)
-    in1 = torch.roll(in0, -1, 1)
-    leave = (in0 & ~in1).to(x.dtype)
-    enter = (in1 & ~in0).to(x.dtype)
-    x_leave = (leave * (x + t_out[1::2] * ex)).sum(1)  # (2, K); 0 when a's boundary does not cross
-    x_enter = (enter * (x + t_in[1::2] * ex)).sum(1)
+    in0 = s0[:, 1] <= 0  # (top/bottom, 4, ...)
+    in1 = in0.roll(-1, 1)
+    x_leave = ((in0 > in1) * torch.addcmul(x, t_out[:, 1], ex)).sum(1)  # (2, ...); 0 when a's boundary does not
+    x_enter = ((in1 > in0) * torch.addcmul(x, t_in[:, 1], ex)).sum(1)  # cross the side
+    bhw = b[2]
     x_leave, x_enter = torch.stack([x_leave, x_enter]).clamp(-bhw, bhw)
-    area = area + bhh * ((x_enter[0] - x_leave[0]) + (x_leave[1] - x_enter[1]))
-    return torch.minimum(area.clamp_min(0), torch.minimum(a[6], b[6]))
+    run = x_enter - x_leave
+    area = area * 0.5 + b[3] * (run[0] - run[1])
+    return torch.minimum(area.clamp_min(0), torch.minimum(a[_AREA], b[_AREA]))
 
 
 def _pair_values(tab: Tensor, i: Tensor, j: Tensor, mode: str) -> Tensor:
-    """IoU / IoF ``(K,)`` of the pairs ``(i[k], j[k])`` of columns of one box table ``(8, N)``, chunked."""
+    """IoU / IoF ``(K,)`` of the pairs ``(i[k], j[k])`` of columns of one box table ``(17, N)``, chunked."""
     out = []
     for start in range(0, i.shape[0], _PAIR_CHUNK):
         ii, jj = i[start:start + _PAIR_CHUNK], j[start:start + _PAIR_CHUNK]
-        area = tab[6]
+        area = tab[_AREA]
         a1, a2 = area.index_select(0, ii), area.index_select(0, jj)
         # clip in the frame of the smaller box: the intersection then has coordinates bounded by its size
         small_first = a1 <= a2
@@ -329,9 +330,9 @@ def _pair_values(tab: Tensor, i: Tensor, j: Tensor, mode: str) -> Tensor:
 
 
 def _grid_values(t1: Tensor, t2: Tensor, mode: str) -> Tensor:
-    """IoU / IoF ``(R, C)`` of every pair of columns of two box tables ``(8, R)``, ``(8, C)`` (one block: the
+    """IoU / IoF ``(R, C)`` of every pair of columns of two box tables ``(17, R)``, ``(17, C)`` (one block: the
     pairs are broadcast, not gathered)."""
-    a1, a2 = t1[6, :, None], t2[6, None, :]
+    a1, a2 = t1[_AREA, :, None], t2[_AREA, None, :]
     small_first = (a1 <= a2)[None]
     r, c = t1[:, :, None], t2[:, None, :]
     inter = _intersection(torch.where(small_first, c, r), torch.where(small_first, r, c))
@@ -372,7 +373,7 @@ def _candidate_blocks(h1: Tensor, h2: Tensor):
 
 
 def _candidates(h: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Index pairs ``i < j`` within one set whose enclosing axis-aligned boxes ``h (4, N)`` (x1, y1, x2, y2)
+    """Index pairs ``i < j`` within one set whose enclosing axis-aligned boxes ``h (4 or more, N)`` (x1, y1, x2, y2)
     overlap with positive area (and, with ``labels``, have equal labels).
 
     The boxes are sorted by x1; each block of rows is compared densely with the contiguous run of columns whose
@@ -445,7 +446,7 @@ def _box_iou(boxes1: Tensor, boxes2: Tensor, mode: str, aligned: bool) -> Tensor
     n, m = boxes1.shape[0], boxes2.shape[0]
     if aligned and n != m:
         raise ValueError(f"aligned IoU needs as many boxes1 as boxes2, got {n} and {m}")
-    t1, t2 = _box_table(boxes1.to(work)), _box_table(boxes2.to(work))  # (8, N), (8, M)
+    t1, t2 = _box_table(boxes1.to(work)), _box_table(boxes2.to(work))  # (17, N), (17, M)
     h1, h2 = _hbb(t1.detach()), _hbb(t2.detach())
     if aligned:
         ov = (h1[0] < h2[2]) & (h1[2] > h2[0]) & (h1[1] < h2[3]) & (h1[3] > h2[1])
@@ -510,54 +511,50 @@ def rotated_iou_loss(pred: Tensor, target: Tensor, mode: str = "log", eps: float
 
 
 # ------------------------------------------------------------------------------------------------------- NMS
-def _may_exceed(hi: Tensor, hj: Tensor, ai: Tensor, aj: Tensor, iou_threshold: float) -> Tensor:
-    """Whether pairs of boxes (enclosing boxes ``(4, ...)``, areas ``(...)``, broadcast) can have an IoU above
-    the threshold: their enclosing boxes overlap with positive area and the cheap upper bound
+def _may_exceed(gi: Tensor, gj: Tensor, iou_threshold: float) -> Tensor:
+    """Whether pairs of boxes (rows x1, y1, x2, y2 of the enclosing boxes and area, ``(5, ...)``, broadcast) can
+    have an IoU above the threshold: their enclosing boxes overlap with positive area and the cheap upper bound
     ``inter <= min(hbb intersection, a1, a2)``, ``union >= a1 + a2 - that`` exceeds it (slightly inflated, so
     rounding never drops a pair whose exact IoU is above the threshold)."""
-    iw = torch.minimum(hi[2], hj[2]) - torch.maximum(hi[0], hj[0])
-    ih = torch.minimum(hi[3], hj[3]) - torch.maximum(hi[1], hj[1])
-    inter = torch.minimum(iw.clamp_min(0) * ih.clamp_min(0), torch.minimum(ai, aj))
-    bound = inter / (ai + aj - inter).clamp_min(torch.finfo(ai.dtype).tiny)
-    return (iw > 0) & (ih > 0) & (bound * (1 + 1e-4) + 1e-6 > iou_threshold)
+    wh = torch.minimum(gi[2:4], gj[2:4]) - torch.maximum(gi[:2], gj[:2])
+    ai, aj = gi[4], gj[4]
+    inter = torch.minimum(wh.clamp_min(0).prod(0), torch.minimum(ai, aj))
+    # inter / (ai + aj - inter) > t, without a division
+    t = (iou_threshold - 1e-6) / (1 + 1e-4)
+    return (inter > 0) & (inter * (1 + t) > t * (ai + aj))
 
 
 def _suppression_edges(tab: Tensor, h: Tensor, iou_threshold: float, labels: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Pairs ``(i, j)``, ``i < j`` (columns of the box table ``(8, N)``, enclosing boxes ``h (4, N)``), with IoU
-    above the threshold."""
+    """Pairs ``(i, j)``, ``i < j`` (columns of the box table ``(17, N)``; ``h (5, N)``: enclosing boxes and
+    areas), with IoU above the threshold."""
     i, j = _candidates(h, labels)
-    area = tab[6]
-    ok = _may_exceed(h.index_select(1, i), h.index_select(1, j), area.index_select(0, i), area.index_select(0, j),
-                     iou_threshold)
+    ok = _may_exceed(h.index_select(1, i), h.index_select(1, j), iou_threshold)
     i, j = i[ok], j[ok]
     iou = _pair_values(tab, i, j, "iou")
     sup = iou > iou_threshold
     return i[sup], j[sup]
 
 
-def _screen(tab: Tensor, h: Tensor, labels: Tensor | None, rest: Tensor, rows: int,
+def _screen(h: Tensor, labels: Tensor | None, rest: Tensor, rows: int,
             iou_threshold: float) -> tuple[Tensor, Tensor]:
     """Pairs (block box ``rest[r]``, later open box ``rest[c]``, ``r < c``, same label) that pass
     :func:`_may_exceed`, as positions ``(r, c)`` in ``rest``.
 
     Args:
-        tab, h: box table ``(8, N)`` and enclosing boxes ``(4, N)`` in score order.
+        h: enclosing boxes and areas ``(5, N)`` in score order.
         labels: ``(N,)`` or None.
         rest: open boxes ``(M,)``, increasing; the block is ``rest[:rows]``.
     """
     hr = h.index_select(1, rest)
     hb = hr[:, :rows, None]
-    hr = hr[:, None]
-    mask = (hr[0] < hb[2]) & (hr[2] > hb[0]) & (hr[1] < hb[3]) & (hr[3] > hb[1])
+    hc = hr[:, None]
+    mask = (hc[0] < hb[2]) & (hc[2] > hb[0]) & (hc[1] < hb[3]) & (hc[3] > hb[1])
     mask = torch.triu(mask, diagonal=1)
     if labels is not None:
         lab = labels.index_select(0, rest)
         mask &= lab[:rows, None] == lab[None, :]
     r, c = mask.nonzero(as_tuple=True)
-    i, j = rest.index_select(0, r), rest.index_select(0, c)
-    area = tab[6]
-    ok = _may_exceed(h.index_select(1, i), h.index_select(1, j), area.index_select(0, i), area.index_select(0, j),
-                     iou_threshold)
+    ok = _may_exceed(hr.index_select(1, r), hr.index_select(1, c), iou_threshold)
     return torch.masked_select(r, ok), torch.masked_select(c, ok)
 
 
@@ -579,7 +576,7 @@ def _greedy_nms(tab: Tensor, labels: Tensor | None, iou_threshold: float) -> Ten
     """
     n = tab.shape[1]
     dev = tab.device
-    h = _hbb(tab)
+    h = torch.cat([_hbb(tab), tab[_AREA:_AREA + 1]])  # enclosing boxes and areas
     kept = torch.zeros(n, dtype=torch.bool, device=dev)
     open_ = torch.ones(n, dtype=torch.bool, device=dev)
     start, rows = 0, _NMS_FIRST_ROWS
@@ -591,14 +588,14 @@ def _greedy_nms(tab: Tensor, labels: Tensor | None, iou_threshold: float) -> Ten
             break
         rows = min(rows, m)
         if m * m <= _NMS_SMALL:  # few open boxes: screen them all, and take them in one block if that is cheap
-            r, c = _screen(tab, h, labels, rest, m, iou_threshold)
+            r, c = _screen(h, labels, rest, m, iou_threshold)
             if r.shape[0] <= _NMS_ROUND_COST:
                 rows = m
             else:
                 first = r < rows
                 r, c = r[first], c[first]
         else:
-            r, c = _screen(tab, h, labels, rest, rows, iou_threshold)
+            r, c = _screen(h, labels, rest, rows, iou_threshold)
         cand = r.shape[0]
         r, c = _row_edges(tab, rest, r, c, iou_threshold)
         inside = c < rows
@@ -640,23 +637,18 @@ def _greedy(n: int, src: Tensor, dst: Tensor, device: torch.device) -> Tensor:
     """Greedy selection in index order on a suppression graph (edges ``src < dst``) -> kept mask ``(n,)``.
 
     Resolved in rounds: a box with a kept predecessor is suppressed; a box whose predecessors are all
-    resolved (and none kept) is kept. The first unresolved box always resolves, so this terminates; on
-    typical detections it takes a handful of rounds.
+    suppressed is kept. The first unresolved box always resolves, so this terminates; on typical detections it
+    takes a handful of rounds. State per box: 2 kept, 1 open, 0 suppressed, so the highest state among a box's
+    predecessors (one scatter) decides it: 2 -> suppressed, 1 -> still open, 0 or none -> kept.
     """
-    state = torch.zeros(n, dtype=torch.int8, device=device)  # 0 open, 1 kept, 2 suppressed
+    state = torch.ones(n, dtype=torch.int32, device=device)  # int32: scatter "amax" on every device
+    if src.numel() == 0:
+        return state.bool()
     while True:
-        if src.numel() == 0:
-            state.masked_fill_(state == 0, 1)
-            break
-        state.index_fill_(0, torch.masked_select(dst, state.index_select(0, src) == 1), 2)
-        blocked = torch.zeros(n, dtype=torch.bool, device=device)
-        blocked.index_fill_(0, torch.masked_select(dst, state.index_select(0, src) == 0), True)
-        state.masked_fill_((state == 0) & ~blocked, 1)
-        live = (state.index_select(0, src) != 2) & (state.index_select(0, dst) == 0)
-        src, dst = torch.masked_select(src, live), torch.masked_select(dst, live)
-        if not bool((state == 0).any()):
-            break
-    return state == 1
+        best = torch.zeros_like(state).scatter_reduce_(0, dst, state.index_select(0, src), "amax")
+        state = torch.where(state == 1, 2 - best, state)
+        if not bool((state == 1).any()):
+            return state == 2
 
 
 def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Tensor | None) -> Tensor:
