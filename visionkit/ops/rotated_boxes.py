@@ -244,6 +244,7 @@ def obb_from_torchvision(boxes: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------------------- IoU
 # rows of a box table (one column per box): centre, half sides, rotation into the box's frame, area, corners
 _AREA = 8
+_TABLE_ROWS = (2, 2, 4, 1, 8)  # centre, half sides, rotation, area, corners
 
 
 def _box_table(boxes: Tensor) -> Tensor:
@@ -259,12 +260,19 @@ def _box_table(boxes: Tensor) -> Tensor:
 
 
 def _hbb(tab: Tensor) -> Tensor:
-    """Enclosing axis-aligned boxes ``(4, N)`` as x1, y1, x2, y2 from a box table."""
+    """Enclosing axis-aligned boxes ``(4, N)`` as x1, y1, x2, y2 from a box table (or from the rows cx, cy,
+    w / 2, h / 2, cos, sin)."""
     cx, cy, hw, hh, c, s = tab[:6]
     c, s = c.abs(), s.abs()
     ex = hw * c + hh * s
     ey = hw * s + hh * c
     return torch.stack([cx - ex, cy - ey, cx + ex, cy + ey])
+
+
+def _box_hbb(boxes: Tensor) -> Tensor:
+    """Enclosing axis-aligned boxes ``(4, N)`` of boxes ``(N, 5)``, without the whole box table."""
+    cx, cy, w, h, t = boxes.unbind(-1)
+    return _hbb(torch.stack([cx, cy, 0.5 * w.clamp_min(0), 0.5 * h.clamp_min(0), torch.cos(t), torch.sin(t)]))
 
 
 def _intersection(a: Tensor, b: Tensor) -> Tensor:
@@ -279,16 +287,19 @@ def _intersection(a: Tensor, b: Tensor) -> Tensor:
     pairs, which is what keeps it fast on CPU for the small pair lists of NMS.
     """
     tiny = torch.finfo(a.dtype).tiny
-    rot = b[4:8].unflatten(0, (2, 2))  # rows (cos, sin), (-sin, cos) of b
-    p = (rot * (a[0:2] - b[0:2])[None]).sum(1)  # a's centre in b's frame (2, ...)
+    # one split per table (not one slice per row group: cheaper in backward)
+    a_centre, _, _, a_area, a_corners = a.split(_TABLE_ROWS)
+    b_centre, b_half, b_rot, b_area, _ = b.split(_TABLE_ROWS)
+    rot = b_rot.unflatten(0, (2, 2))  # rows (cos, sin), (-sin, cos) of b
+    p = (rot * (a_centre - b_centre)[None]).sum(1)  # a's centre in b's frame (2, ...)
     # a's corners in b's frame (x/y, 4, ...); edge e runs from corner e to e + 1
-    c = (rot[:, :, None] * a[9:17].unflatten(0, (2, 4))[None]).sum(1) + p[:, None]
+    c = (rot[:, :, None] * a_corners.unflatten(0, (2, 4))[None]).sum(1) + p[:, None]
     e = c.roll(-1, 1) - c
     x, y = c
     ex, ey = e
     # signed distances (positive outside) to b's sides: (sign, axis, 4 edges, ...), i.e. x = hw, y = hh, then
     # x = -hw, y = -hh, at edge starts
-    s0 = torch.stack([c, -c]) - b[2:4, None]
+    s0 = torch.stack([c, -c]) - b_half[:, None]
     p0 = s0.clamp_min(0)
     n0 = p0 - s0
     p1, n1 = p0.roll(-1, 2), n0.roll(-1, 2)  # at edge ends
@@ -296,7 +307,7 @@ def _intersection(a: Tensor, b: Tensor) -> Tensor:
     # the crossing when it enters, ~1 when both ends are outside; t_out symmetric.
     t_in = p0 / (p0 + n1).add_(tiny)
     t_out = 1 - p1 / (p1 + n0).add_(tiny)
-    lo, hi = t_in.amax((0, 1)), t_out.amin((0, 1))  # (4, ...)
+    lo, hi = t_in.flatten(0, 1).amax(0), t_out.flatten(0, 1).amin(0)  # (4, ...)
     # twice the integral of y dx over the clipped edge = (x_hi - x_lo) * (y_lo + y_hi)
     area = ((hi - lo).clamp_min(0) * ex * torch.addcmul(y + y, lo + hi, ey)).sum(0)
     # b's top (y = hh, run in +x) and bottom (y = -hh, run in -x) sides inside a: from where a's boundary
@@ -305,11 +316,11 @@ def _intersection(a: Tensor, b: Tensor) -> Tensor:
     in1 = in0.roll(-1, 1)
     x_leave = ((in0 > in1) * torch.addcmul(x, t_out[:, 1], ex)).sum(1)  # (2, ...); 0 when a's boundary does not
     x_enter = ((in1 > in0) * torch.addcmul(x, t_in[:, 1], ex)).sum(1)  # cross the side
-    bhw = b[2]
+    bhw, bhh = b_half
     x_leave, x_enter = torch.stack([x_leave, x_enter]).clamp(-bhw, bhw)
     run = x_enter - x_leave
-    area = area * 0.5 + b[3] * (run[0] - run[1])
-    return torch.minimum(area.clamp_min(0), torch.minimum(a[_AREA], b[_AREA]))
+    area = area * 0.5 + bhh * (run[0] - run[1])
+    return torch.minimum(area.clamp_min(0), torch.minimum(a_area[0], b_area[0]))
 
 
 def _pair_values(tab: Tensor, i: Tensor, j: Tensor, mode: str) -> Tensor:
@@ -329,15 +340,31 @@ def _pair_values(tab: Tensor, i: Tensor, j: Tensor, mode: str) -> Tensor:
     return torch.cat(out) if out else tab.new_zeros(0)
 
 
+def _values(r: Tensor, c: Tensor, mode: str) -> Tensor:
+    """IoU / IoF of the pairs of columns of two broadcastable box tables ``(17, ...)``, clipped in the frame of
+    the smaller box of each pair (the intersection then has coordinates bounded by its size)."""
+    a1, a2 = r[_AREA], c[_AREA]
+    small_first = (a1 <= a2)[None]
+    inter = _intersection(torch.where(small_first, c, r), torch.where(small_first, r, c))
+    den = a1 if mode == "iof" else a1 + a2 - inter
+    return inter / den.clamp_min(torch.finfo(r.dtype).tiny)
+
+
+def _aligned_values(b1: Tensor, b2: Tensor, mode: str) -> Tensor:
+    """IoU / IoF ``(K,)`` of boxes ``b1[k]`` and ``b2[k]`` (``(K, 5)``); as :func:`_values`, with the pairs
+    ordered by area before the boxes are tabulated (5 numbers per box to move instead of 17)."""
+    a1 = b1[:, 2].clamp_min(0) * b1[:, 3].clamp_min(0)
+    a2 = b2[:, 2].clamp_min(0) * b2[:, 3].clamp_min(0)
+    small_first = (a1 <= a2)[:, None]
+    inter = _intersection(_box_table(torch.where(small_first, b2, b1)), _box_table(torch.where(small_first, b1, b2)))
+    den = a1 if mode == "iof" else a1 + a2 - inter
+    return inter / den.clamp_min(torch.finfo(b1.dtype).tiny)
+
+
 def _grid_values(t1: Tensor, t2: Tensor, mode: str) -> Tensor:
     """IoU / IoF ``(R, C)`` of every pair of columns of two box tables ``(17, R)``, ``(17, C)`` (one block: the
     pairs are broadcast, not gathered)."""
-    a1, a2 = t1[_AREA, :, None], t2[_AREA, None, :]
-    small_first = (a1 <= a2)[None]
-    r, c = t1[:, :, None], t2[:, None, :]
-    inter = _intersection(torch.where(small_first, c, r), torch.where(small_first, r, c))
-    den = a1 if mode == "iof" else a1 + a2 - inter
-    return inter / den.clamp_min(torch.finfo(t1.dtype).tiny)
+    return _values(t1[:, :, None], t2[:, None, :], mode)
 
 
 def _candidate_blocks(h1: Tensor, h2: Tensor):
@@ -446,13 +473,16 @@ def _box_iou(boxes1: Tensor, boxes2: Tensor, mode: str, aligned: bool) -> Tensor
     n, m = boxes1.shape[0], boxes2.shape[0]
     if aligned and n != m:
         raise ValueError(f"aligned IoU needs as many boxes1 as boxes2, got {n} and {m}")
+    if aligned:  # gather the overlapping boxes, then tabulate them (cheaper in backward than gathering tables)
+        b1, b2 = boxes1.to(work), boxes2.to(work)
+        with torch.no_grad():
+            h1, h2 = _box_hbb(b1), _box_hbb(b2)
+        ov = (h1[0] < h2[2]) & (h1[2] > h2[0]) & (h1[1] < h2[3]) & (h1[3] > h2[1])
+        idx = torch.nonzero(ov).squeeze(1)
+        vals = [_aligned_values(b1.index_select(0, k), b2.index_select(0, k), mode) for k in idx.split(_PAIR_CHUNK)]
+        return b1.new_zeros(n).index_put((idx,), torch.cat(vals) if vals else b1.new_zeros(0))
     t1, t2 = _box_table(boxes1.to(work)), _box_table(boxes2.to(work))  # (17, N), (17, M)
     h1, h2 = _hbb(t1.detach()), _hbb(t2.detach())
-    if aligned:
-        ov = (h1[0] < h2[2]) & (h1[2] > h2[0]) & (h1[1] < h2[3]) & (h1[3] > h2[1])
-        idx = torch.arange(n, device=t1.device)[ov]
-        vals = _pair_values(torch.cat([t1, t2], 1), idx, idx + n, mode)
-        return t1.new_zeros(n).index_put((idx,), vals)
     if n == 0 or m == 0:
         return t1.new_zeros(n, m)
     grad = torch.is_grad_enabled() and (t1.requires_grad or t2.requires_grad)
