@@ -213,7 +213,7 @@ class InterHandDataset(Dataset):
             # output pixel (x, y) samples the input at (x / scale + x0, y / scale + y0); outside is black
             crop = im.convert("RGB").transform((S, S), Image.AFFINE, (1 / scale, 0, x0, 0, 1 / scale, y0),
                                                resample=Image.BILINEAR)
-        image = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255).permute(2, 0, 1)
+        image = torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)  # float on the device
         K = np.array([[focal[0] * scale, 0, (princpt[0] - x0) * scale],
                       [0, focal[1] * scale, (princpt[1] - y0) * scale], [0, 0, 1]])
         f32 = torch.float32
@@ -243,6 +243,8 @@ class InterHand26M(BaseDataModule):
         train_split, val_split, test_split: split names on disk.
         **kwargs: ``batch_size``, ``num_workers``, ``seed``, ``pin_memory``.
     """
+
+    uint8_image_keys = ("image",)  # decoded crops stay uint8 until the device
 
     def __init__(self, root: str = "data/InterHand2.6M", image_size: int = 256, interacting_only: bool = True,
                  bbox_scale: float = 1.5, train_split: str = "train", val_split: str = "val",

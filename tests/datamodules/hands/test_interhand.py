@@ -79,7 +79,8 @@ def test_parses_official_format_and_reprojects_to_the_crop(interhand_root):
     valid = s["joint_valid"].numpy() > 0
     assert s["joints2d"].numpy()[valid].min() >= 0 and s["joints2d"].numpy()[valid].max() <= 128
     # the bright dot drawn at the right wrist lands on the reprojected wrist in the crop
-    img = s["image"].mean(0)
+    assert s["image"].dtype == torch.uint8  # float on the device (BaseDataModule.uint8_image_keys)
+    img = s["image"].float().mean(0)
     y, x = divmod(int(img.argmax()), 128)
     assert abs(x + 0.5 - s["joints2d"][20, 0]) < 2.5 and abs(y + 0.5 - s["joints2d"][20, 1]) < 2.5
     assert torch.equal(s["mano_valid"], torch.tensor([1.0, 1.0])) and s["mano_pose"].shape == (2, 48)
@@ -99,6 +100,9 @@ def test_datamodule_and_clear_errors(interhand_root, tmp_path):
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
     assert batch["K"].shape == (1, 3, 3)
+    on_device = dm.on_after_batch_transfer(dict(batch), 0)
+    assert on_device["image"].dtype == torch.float32
+    assert torch.equal(on_device["image"], batch["image"].float() / 255)
     with pytest.raises(FileNotFoundError, match="data.init_args.root"):
         InterHand26M(root=str(tmp_path / "nope")).setup("validate")
     bad = root / "annotations" / "val" / "InterHand2.6M_val_joint_3d.json"
