@@ -394,6 +394,25 @@ def test_nms_long_suppression_chain():
     assert nms_rotated(b, s, 0.1).tolist() == list(range(0, n, 2))
 
 
+def test_greedy_resolution_of_random_suppression_graphs(gen):
+    # the round-based resolution of a suppression graph equals a sequential scan in index order
+    for n, edges in ((1, 0), (30, 0), (30, 200), (200, 3000), (200, 19000)):
+        src = torch.randint(0, n, (edges,), generator=gen)
+        dst = torch.randint(0, n, (edges,), generator=gen)
+        src, dst = torch.minimum(src, dst), torch.maximum(src, dst)
+        src, dst = src[src < dst], dst[src < dst]
+        later = [[] for _ in range(n)]
+        for a, b in zip(src.tolist(), dst.tolist()):
+            later[a].append(b)
+        dead, keep = [False] * n, []
+        for i in range(n):
+            if not dead[i]:
+                keep.append(i)
+                for j in later[i]:
+                    dead[j] = True
+        assert torch.nonzero(rb._greedy(n, src, dst, src.device)).squeeze(1).tolist() == keep
+
+
 def test_batched_nms_is_per_class(gen):
     b = random_boxes(200, gen, span=30.0)
     s = torch.rand(200, generator=gen, dtype=torch.float64)
