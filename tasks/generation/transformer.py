@@ -53,6 +53,22 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+def _rope_into(x: Tensor, cos: Tensor, sin: Tensor, out: Tensor) -> Tensor:
+    """``out[:] = apply_rope(x, cos, sin)`` with the same arithmetic, written in place (no concatenation).
+
+    ``x`` and ``out`` share a shape ``(..., hd)`` (any strides, no overlap); ``cos, sin`` broadcast to
+    ``(..., hd/2)``.
+    """
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    o1, o2 = out[..., :half], out[..., half:]
+    torch.mul(x1, cos, out=o1)
+    o1.sub_(x2 * sin)
+    torch.mul(x2, cos, out=o2)
+    o2.add_(x1 * sin)  # x2 cos + x1 sin == x1 sin + x2 cos exactly (addition commutes)
+    return out
+
+
 @dataclass
 class KVCache:
     """Pre-allocated keys/values of one attention layer: ``(B, H, L_max, hd)``; ``n`` positions are filled."""
@@ -62,9 +78,19 @@ class KVCache:
     n: int = 0
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write ``k, v (B, H, m, hd)`` after the filled positions; return all filled ``(B, H, n + m, hd)``."""
         m = k.shape[2]
         self.k[:, :, self.n:self.n + m] = k
         self.v[:, :, self.n:self.n + m] = v
+        self.n += m
+        return self.k[:, :, :self.n], self.v[:, :, :self.n]
+
+    def slots(self, m: int) -> tuple[Tensor, Tensor]:
+        """The next ``m`` free positions of keys and values as ``(B, m, H, hd)`` views, to be written in place."""
+        return self.k[:, :, self.n:self.n + m].transpose(1, 2), self.v[:, :, self.n:self.n + m].transpose(1, 2)
+
+    def advance(self, m: int) -> tuple[Tensor, Tensor]:
+        """Mark ``m`` written positions filled; return all filled keys and values ``(B, H, n, hd)``."""
         self.n += m
         return self.k[:, :, :self.n], self.v[:, :, :self.n]
 
@@ -113,15 +139,20 @@ class Attention(nn.Module):
                 cache: KVCache | None = None, query: Tensor | None = None) -> Tensor:
         """Self-attention of ``x (B, L, C)``; with ``query (Lq,)`` only those rows attend (all give keys/values).
 
+        With a ``cache``, the keys/values of ``x`` are appended to it and the queries attend to everything it
+        holds (no mask: generation feeds whole groups).
+
         Returns ``(B, L, C)``, or ``(B, Lq, C)`` when ``query`` is given.
         """
+        if cache is not None:
+            return self._decode(x, cos, sin, cache, query)
         B, L, C = x.shape
         H, hd = self.heads, self.head_dim
         if query is None:
             q, k, v = self.qkv(x).view(B, L, 3, H, hd).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
             qcos, qsin = cos, sin
         else:
-            # keys/values of every row (later queries read them from the cache), queries of the asked rows only
+            # keys/values of every row, queries of the asked rows only
             w, b = self.qkv.weight, self.qkv.bias
             k, v = F.linear(x, w[C:], b[C:]).view(B, L, 2, H, hd).permute(2, 0, 3, 1, 4)  # (B, H, L, hd)
             q = F.linear(x[:, query], w[:C], b[:C]).view(B, -1, H, hd).transpose(1, 2)  # (B, H, Lq, hd)
@@ -129,13 +160,41 @@ class Attention(nn.Module):
             if mask is not None:
                 mask = mask[query]
         q, k = apply_rope(q, qcos, qsin), apply_rope(k, cos, sin)
-        if cache is not None:
-            k, v = cache.append(k, v)
         Lq = q.shape[2]
         if Lq == 0:
             return x.new_zeros(B, 0, C)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return self.proj(out.transpose(1, 2).reshape(B, Lq, C))
+
+    def _decode(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, query: Tensor | None) -> Tensor:
+        """Generation step of :meth:`forward`: rotated keys and values go straight into the cache's free slots
+        (no intermediate layout copies); queries and keys of the same rows are rotated in one go."""
+        B, L, C = x.shape
+        H, hd = self.heads, self.head_dim
+        k_slot, v_slot = cache.slots(L)  # (B, L, H, hd) views into the cache
+        cos4, sin4 = cos.view(L, 1, 1, -1), sin.view(L, 1, 1, -1)
+        w, b = self.qkv.weight, self.qkv.bias
+        if query is None:
+            qkv = F.linear(x, w, b).view(B, L, 3, H, hd)
+            qk = _rope_into(qkv[:, :, :2], cos4, sin4, x.new_empty(B, L, 2, H, hd))  # rotated q and k
+            k_slot.copy_(qk[:, :, 1])
+            v_slot.copy_(qkv[:, :, 2])
+            q = qk[:, :, 0].transpose(1, 2)  # (B, H, L, hd)
+        else:
+            # keys/values of every row (later queries read them from the cache), queries of the asked rows only
+            kv = F.linear(x, w[C:], b[C:]).view(B, L, 2, H, hd)
+            _rope_into(kv[:, :, 0], cos4[:, 0], sin4[:, 0], k_slot)
+            v_slot.copy_(kv[:, :, 1])
+            Lq = query.shape[0]
+            qr = F.linear(x[:, query], w[:C], b[:C]).view(B, Lq, H, hd)
+            q = _rope_into(qr, cos4[query, 0], sin4[query, 0], torch.empty_like(qr)).transpose(1, 2)  # (B, H, Lq, hd)
+        k, v = cache.advance(L)
+        Lq = q.shape[2]
+        if Lq == 0:
+            return x.new_zeros(B, 0, C)
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
         return self.proj(out.transpose(1, 2).reshape(B, Lq, C))
 
 
@@ -170,7 +229,9 @@ def sample_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_
     """
     if temperature <= 0:
         return logits.argmax(-1)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    if temperature != 1.0:  # dividing by 1 is exact: skip the copy
+        logits = logits / temperature
     V = logits.shape[-1]
     if 0 < top_k < V:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]
