@@ -6,18 +6,38 @@ extra block); weights are random, which does not change the cost. The two orderi
 call after call, so that both see the same load of a shared machine; each rate is the median over the calls.
 
     python tools/bench_generation.py --threads 1
+
+``--baseline DIR`` also times the transformer of another checkout (``DIR/tasks/generation/transformer.py``,
+e.g. a ``git worktree add DIR <commit>``) in the same alternation, with the same weights, so that old and new
+code are compared under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import sys
 import time
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from visionkit.tasks.generation.ordering import Ordering
 from visionkit.tasks.generation.transformer import ARTransformer
+
+
+def load_baseline(root: str) -> ModuleType:
+    """The ``transformer`` module of the checkout at ``root``, imported under its own name."""
+    path = Path(root) / "tasks" / "generation" / "transformer.py"
+    if not path.is_file():
+        raise SystemExit(f"--baseline: {path} does not exist (expected the root of a visionkit checkout)")
+    spec = importlib.util.spec_from_file_location("baseline_transformer", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def interleaved_rates(models: dict[str, ARTransformer], batch: int, min_time: float, min_calls: int,
@@ -51,7 +71,9 @@ def main() -> None:
     p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (!= 1 doubles the batch)")
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per ordering and cell")
     p.add_argument("--min-calls", type=int, default=3, help="calls per ordering and cell (at least)")
+    p.add_argument("--baseline", default=None, help="root of another checkout whose transformer is timed alongside")
     args = p.parse_args()
+    base = load_baseline(args.baseline) if args.baseline else None
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"threads={torch.get_num_threads()} dim={args.dim} depth={args.depth} heads={args.heads} "
@@ -65,6 +87,10 @@ def main() -> None:
             torch.manual_seed(0)
             models[kind] = ARTransformer(Ordering((n, n), kind), args.vocab, 10, args.dim, args.depth,
                                          args.heads).eval()
+            if base is not None:
+                models[f"base_{kind}"] = base.ARTransformer(Ordering((n, n), kind), args.vocab, 10, args.dim,
+                                                            args.depth, args.heads).eval()
+                models[f"base_{kind}"].load_state_dict(models[kind].state_dict())
         for b in args.batches:
             rates = interleaved_rates(models, b, args.min_time, args.min_calls, args.cfg)
             med = {k: statistics.median(v) for k, v in rates.items()}
@@ -72,7 +98,11 @@ def main() -> None:
             print(f"{n:>3}x{n:<2} {b:>5} | {models['raster'].num_passes():>13} {cell['raster']:>22} | "
                   f"{models['nar'].num_passes():>10} {cell['nar']:>22} | {med['nar'] / med['raster']:>9.2f}x | "
                   f"{len(rates['raster'])}/{len(rates['nar'])}", flush=True)
-
+            if base is not None:
+                print(f"{'':>6} {'':>5} | {'baseline':>13} {cell['base_raster']:>22} | {'':>10} "
+                      f"{cell['base_nar']:>22} | {med['base_nar'] / med['base_raster']:>9.2f}x | new/baseline: "
+                      f"raster {med['raster'] / med['base_raster']:.2f}x, nar {med['nar'] / med['base_nar']:.2f}x",
+                      flush=True)
 
 if __name__ == "__main__":
     main()
