@@ -156,9 +156,9 @@ class RefineBlock(nn.Module):
     """One decoupled refinement iteration (see the module docstring)."""
 
     def __init__(self, dim: int, heads: int, bone_channels: int, splat_radius: float, hidden: int,
-                 patch: int = 3, keypoints: bool = False, local_window: int = 0) -> None:
+                 patch: int = 3, keypoints: bool = False, local_window: int = 0, detach: bool = True) -> None:
         super().__init__()
-        self.splat_radius, self.patch, self.keypoints = splat_radius, patch, keypoints
+        self.splat_radius, self.patch, self.keypoints, self.detach = splat_radius, patch, keypoints, detach
         self.local_window = local_window if keypoints else 0
         n_local = 2 + self.local_window**2 + 1 if self.local_window else 0
         self.sample_proj = nn.Linear(patch * patch * dim, dim)
@@ -193,7 +193,8 @@ class RefineBlock(nn.Module):
             new ``params``, new ``offset`` and the fused map ``(B, D, h, w)``.
         """
         B, D, h, w = fmap.shape
-        params, offset, rel, uv = params.detach(), offset.detach(), rel.detach(), uv.detach()
+        if self.detach:
+            params, offset, rel, uv = params.detach(), offset.detach(), rel.detach(), uv.detach()
         # joint-wise features: a patch x patch grid of samples one map cell apart around each projected joint,
         # so the tokens see where the image evidence lies relative to the current estimate
         r = torch.arange(self.patch, device=uv.device, dtype=uv.dtype) - (self.patch - 1) / 2
@@ -256,14 +257,25 @@ class DIRNet(nn.Module):
         local_window: with ``keypoint_stride``, every iteration also reads each joint's heatmap on a
             ``local_window x local_window`` grid of heatmap cells around the joint's current projection, with
             the heatmaps taken to the iteration's stride (see the module docstring); 0: off.
+        detach_iterations: every iteration starts from the detached previous estimate (True, the default), so
+            each iteration's loss trains only that iteration; False lets the later iterations' losses train
+            the earlier iterations (and the initial estimate) through the estimate they hand on.
+        refine_noise: in training mode only, the estimate handed to each iteration after the first is perturbed
+            element-wise by ``refine_noise * N(0, 1)`` times the previous iteration's update to it (parameters
+            and right-to-left offset), so the later iteration learns to correct an estimate rather than to
+            return it; 0: off. Evaluation is unchanged.
     """
 
     def __init__(self, hand_layers: Sequence[nn.Module], backbone: str = "simple_cnn",
                  backbone_kwargs: dict[str, Any] | None = None, dim: int = 64, num_iterations: int = 2,
                  refine_strides: Sequence[int] = (16, 8), heads: int = 4, bone_channels: int = 4,
                  splat_radius: float = 1.5, hidden: int = 256, patch: int = 3,
-                 keypoint_stride: int | None = None, local_window: int = 0) -> None:
+                 keypoint_stride: int | None = None, local_window: int = 0, detach_iterations: bool = True,
+                 refine_noise: float = 0.0) -> None:
         super().__init__()
+        if refine_noise < 0:
+            raise ValueError(f"refine_noise must be >= 0, got {refine_noise}")
+        self.refine_noise = refine_noise
         if local_window and not keypoint_stride:
             raise ValueError("local_window reads the joint heatmaps: it needs keypoint_stride")
         self.hand_layers = nn.ModuleList(hand_layers)
@@ -296,7 +308,8 @@ class DIRNet(nn.Module):
         with torch.no_grad():
             self.init_offset[-1].bias.copy_(torch.tensor([-1.0, 0.0, 0.0]))  # left hand ~100 mm to the left
         self.blocks = nn.ModuleList(RefineBlock(dim, heads, bone_channels, splat_radius, hidden, patch,
-                                                keypoints=bool(keypoint_stride), local_window=local_window)
+                                                keypoints=bool(keypoint_stride), local_window=local_window,
+                                                detach=detach_iterations)
                                     for _ in range(num_iterations))
 
     def pyramid(self, image: Tensor) -> dict[int, Tensor]:
@@ -375,14 +388,36 @@ class DIRNet(nn.Module):
         offset = 100 * self.init_offset(pooled.flatten(1))
         outs = [{**self.decode(params, offset), **extra}]
         fused = None
-        for block, s in zip(self.blocks, self.refine_strides):
+        for k, (block, s) in enumerate(zip(self.blocks, self.refine_strides)):
             fmap = maps[s]
             if fused is not None:
                 fmap = fmap + F.interpolate(fused, size=fmap.shape[-2:], mode="bilinear", align_corners=False)
-            params, offset, fused = block(fmap, params, offset, outs[-1]["rel"], outs[-1]["uv"], keypoints,
+            start = outs[-1]
+            if self.training and self.refine_noise > 0 and k > 0:
+                params, offset = self.perturb(params, offset, outs[-2]["params"], outs[-2]["offset"])
+                start = self.decode(params, offset)
+            params, offset, fused = block(fmap, params, offset, start["rel"], start["uv"], keypoints,
                                           self.evidence_at(log_prob, s))
             outs.append({**self.decode(params, offset), **extra})
         return outs
+
+    def perturb(self, params: Tensor, offset: Tensor, prev_params: Tensor, prev_offset: Tensor
+                ) -> tuple[Tensor, Tensor]:
+        """Training-time perturbation of an iteration's starting estimate (``refine_noise``).
+
+        Each element moves by ``refine_noise * N(0, 1)`` times the previous iteration's (detached) update to it,
+        so the perturbation has the scale and the support of the corrections an iteration makes.
+
+        Args:
+            params: ``(B, 2, 64)`` and offset ``(B, 3)``: the estimate handed to the iteration.
+            prev_params, prev_offset: the estimate the previous iteration started from.
+
+        Returns:
+            the perturbed ``params`` and ``offset``.
+        """
+        dp, do = (params - prev_params).detach(), (offset - prev_offset).detach()
+        return (params + self.refine_noise * torch.randn_like(dp) * dp,
+                offset + self.refine_noise * torch.randn_like(do) * do)
 
 
 def to_camera(rel: Tensor, uv: Tensor, offset: Tensor, params: Tensor, K: Tensor, image_size: tuple[int, int]

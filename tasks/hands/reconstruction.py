@@ -43,7 +43,8 @@ class HandReconstructionTask(BaseTask):
         mano_dir: folder holding ``MANO_RIGHT.pkl`` and ``MANO_LEFT.pkl`` (``hand_model="mano"``).
         fix_left_shapedirs: apply the left-model ``shapedirs[:, 0, :] *= -1`` fix.
         backbone, backbone_kwargs, dim, num_iterations, refine_strides, heads, bone_channels, splat_radius,
-            hidden, patch, keypoint_stride, local_window: see :class:`~visionkit.tasks.hands.dir.DIRNet`.
+            hidden, patch, keypoint_stride, local_window, detach_iterations, refine_noise: see
+            :class:`~visionkit.tasks.hands.dir.DIRNet`.
         w_joints3d, w_joints2d, w_vertices, w_bones, w_offset: loss weights (Huber losses on root-relative
             joints in cm, 2D joints in units of 4 px, root-relative vertices in cm, bone lengths in cm and the
             right-to-left root offset in cm), each a weighted mean over the estimates.
@@ -80,6 +81,8 @@ class HandReconstructionTask(BaseTask):
         patch: int = 3,
         keypoint_stride: int | None = None,
         local_window: int = 0,
+        detach_iterations: bool = True,
+        refine_noise: float = 0.0,
         w_joints3d: float = 1.0,
         w_joints2d: float = 1.0,
         w_vertices: float = 1.0,
@@ -109,7 +112,9 @@ class HandReconstructionTask(BaseTask):
                             num_iterations=hp.num_iterations, refine_strides=hp.refine_strides, heads=hp.heads,
                             bone_channels=hp.bone_channels, splat_radius=hp.splat_radius, hidden=hp.hidden,
                             patch=hp.patch, keypoint_stride=hp.keypoint_stride,
-                            local_window=hp.get("local_window", 0))
+                            local_window=hp.get("local_window", 0),
+                            detach_iterations=hp.get("detach_iterations", True),
+                            refine_noise=hp.get("refine_noise", 0.0))
         if hp.init_weights:
             from visionkit.io import load_torch  # tensors and plain values only: no code runs from the file
 

@@ -177,3 +177,72 @@ def test_each_iteration_reads_the_heatmaps_at_its_own_stride():
     expected = log_prob.exp().reshape(2, 42, 4, 2, 4, 2).sum((3, 5)).log()
     assert coarse.shape == (2, 42, 4, 4) and torch.allclose(coarse, expected, atol=1e-5)
     assert torch.allclose(coarse.exp().sum((2, 3)), torch.ones(2, 42), atol=1e-5)
+
+
+def _acting_net(**kwargs) -> DIRNet:
+    """A DIRNet whose refinement heads act (non-zero last layers), so each iteration makes an update."""
+    torch.manual_seed(0)
+    layers = [ProceduralHandLayer("right"), ProceduralHandLayer("left")]
+    net = DIRNet(layers, num_iterations=3, keypoint_stride=8, **TINY, **kwargs)
+    for b in net.blocks:
+        torch.nn.init.normal_(b.head[-1].weight, std=0.01)
+        torch.nn.init.normal_(b.offset_head[-1].weight, std=0.01)
+    return net
+
+
+def _starts(net: DIRNet, image: torch.Tensor) -> tuple[list[dict], list[torch.Tensor]]:
+    """Every estimate, and the parameters each refinement block was handed."""
+    seen: list[torch.Tensor] = []
+    hooks = [b.register_forward_hook(lambda m, args, out: seen.append(args[1].detach().clone()))
+             for b in net.blocks]
+    outs = net(image)
+    for h in hooks:
+        h.remove()
+    return outs, seen
+
+
+def test_refine_noise_perturbs_later_iterations_in_training_only():
+    image = torch.rand(2, 3, 64, 64)
+    net = _acting_net(refine_noise=0.5)
+    plain = _acting_net()
+    plain.load_state_dict(net.state_dict())
+    # evaluation: no perturbation, the estimates equal those of the same weights without the option
+    net.eval(), plain.eval()
+    with torch.no_grad():
+        outs, starts = _starts(net, image)
+        ref = plain(image)
+    for o, r in zip(outs, ref):
+        assert torch.equal(o["params"], r["params"]) and torch.equal(o["offset"], r["offset"])
+    assert all(torch.equal(s, o["params"]) for s, o in zip(starts, outs))
+    # training: the first iteration starts from the initial estimate; every later one from its predecessor's
+    # output moved by noise whose size follows the predecessor's update (zero where it changed nothing)
+    net.train()
+    outs, starts = _starts(net, image)
+    assert torch.equal(starts[0], outs[0]["params"].detach())
+    for k in (1, 2):
+        step = (outs[k]["params"] - outs[k - 1]["params"]).detach()
+        noise = starts[k] - outs[k]["params"].detach()
+        assert noise.abs().max() > 0
+        assert torch.all(noise.abs() <= 6 * 0.5 * step.abs() + 1e-6)
+        assert torch.all(noise[step == 0] == 0)
+        ratio = noise[step.abs() > 1e-4] / step[step.abs() > 1e-4] / 0.5  # ~ N(0, 1)
+        assert 0.5 < ratio.std() < 1.5 and ratio.mean().abs() < 0.3
+    # untrained iterations make no update, hence no noise: the identity at initialisation holds in training too
+    fresh = DIRNet([ProceduralHandLayer("right"), ProceduralHandLayer("left")], keypoint_stride=8,
+                   refine_noise=0.5, **TINY).train()
+    outs = fresh(image)
+    assert torch.allclose(outs[0]["rel"], outs[-1]["rel"], atol=1e-5)
+    with pytest.raises(ValueError, match="refine_noise"):
+        DIRNet([ProceduralHandLayer("right"), ProceduralHandLayer("left")], refine_noise=-1.0, **TINY)
+
+
+def test_detach_iterations_false_lets_later_losses_train_earlier_estimates():
+    image = torch.rand(2, 3, 64, 64)
+    for detach in (True, False):
+        net = _acting_net(detach_iterations=detach)
+        net.zero_grad()
+        net(image)[-1]["rel"].sum().backward()
+        earlier = [net.init_head[-1].weight.grad, net.blocks[0].head[-1].weight.grad]
+        flows = [g is not None and g.abs().max() > 0 for g in earlier]
+        assert flows == [not detach, not detach]
+        assert net.blocks[-1].head[-1].weight.grad.abs().max() > 0
