@@ -145,6 +145,8 @@ class Attention(nn.Module):
         Returns ``(B, L, C)``, or ``(B, Lq, C)`` when ``query`` is given.
         """
         if cache is not None:
+            if mask is not None:
+                raise ValueError("Attention: a mask cannot be combined with a cache (generation feeds whole groups)")
             return self._decode(x, cos, sin, cache, query)
         B, L, C = x.shape
         H, hd = self.heads, self.head_dim
