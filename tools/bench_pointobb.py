@@ -99,7 +99,7 @@ def run_steps(config: Path, root: Path, steps: int, roi_chunk: int | None) -> di
     task._update_progress = lambda: None
     task.progress.fill_(max(margs.get("angle_proposal_start", 0.6), margs.get("angle_loss_start", 0.25)))
     dm.train_dataset = dm.make_dataset("train")
-    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # uint8 images -> float, as on device
     opt = torch.optim.SGD(task.parameters(), lr=1e-4, momentum=0.9)
     times, cpu = [], []
     for step in range(steps):
