@@ -77,14 +77,6 @@ class KVCache:
     v: Tensor
     n: int = 0
 
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write ``k, v (B, H, m, hd)`` after the filled positions; return all filled ``(B, H, n + m, hd)``."""
-        m = k.shape[2]
-        self.k[:, :, self.n:self.n + m] = k
-        self.v[:, :, self.n:self.n + m] = v
-        self.n += m
-        return self.k[:, :, :self.n], self.v[:, :, :self.n]
-
     def slots(self, m: int) -> tuple[Tensor, Tensor]:
         """The next ``m`` free positions of keys and values as ``(B, m, H, hd)`` views, to be written in place."""
         return self.k[:, :, self.n:self.n + m].transpose(1, 2), self.v[:, :, self.n:self.n + m].transpose(1, 2)
