@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visionkit.callbacks.checkpoint import CONFIG_KEY
 from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.hands.synthetic import SyntheticHands
 from visionkit.tasks.hands import HandReconstructionTask
@@ -95,8 +96,20 @@ def bench_speed(batch_size: int, steps: int, image_size: int, iterations: int) -
               f"inference +{(ti - base_inf) / n:.3f} s ({(ti - base_inf) / n / base_inf:.2f}x)")
 
 
-def bench_accuracy(checkpoint: str, batch_size: int, focal: float = 200.0) -> None:
+def checkpoint_focal(checkpoint: str) -> float | None:
+    """The SyntheticHands focal length stored with a checkpoint's run configuration, if any."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    data = (ckpt.get(CONFIG_KEY) or {}).get("data") or {}
+    if not str(data.get("class_path", "")).endswith("SyntheticHands"):
+        return None
+    focal = (data.get("init_args") or {}).get("focal")
+    return None if focal is None else float(focal)
+
+
+def bench_accuracy(checkpoint: str, batch_size: int, focal: float | None = None) -> None:
     task = HandReconstructionTask.load_from_checkpoint(checkpoint, map_location="cpu", init_weights=None).eval()
+    if focal is None:  # the images the model was trained on (configs/hands/synthetic_keypoints.yaml: 280 px)
+        focal = checkpoint_focal(checkpoint) or 200.0
     # the 3D joints do not depend on the focal length (same seeds), only the images do
     dm = SyntheticHands(num_train=2240, num_val=1, num_test=500, batch_size=batch_size, seed=0, focal=focal)
     dm.setup("fit")
@@ -119,7 +132,7 @@ def bench_accuracy(checkpoint: str, batch_size: int, focal: float = 200.0) -> No
         base[:, 21:] += mean_offset
         for m in baseline.values():
             m.update(base, gt, valid)
-    print(f"SyntheticHands test split (500 images), checkpoint {checkpoint}")
+    print(f"SyntheticHands test split (500 images, focal {focal:g} px), checkpoint {checkpoint}")
     print("| estimate | MPJPE (mm) | PA-MPJPE (mm) | MRRPE (mm) | MPJPE / initial |")
     print("|---|---|---|---|---|")
     first = metrics["MPJPE"][0].compute().item()
@@ -239,7 +252,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--interhand-memory", type=int, metavar="N", help="InterHand2.6M annotation bytes per sample")
     p.add_argument("--loader", help="with --interhand-memory: path of another interhand.py to measure")
-    p.add_argument("--focal", type=float, default=200.0, help="with --checkpoint: SyntheticHands focal length (px)")
+    p.add_argument("--focal", type=float, help="with --checkpoint: SyntheticHands focal length (px); "
+                   "default: the one in the checkpoint's run configuration, else 200")
     p.add_argument("--lift-steps", type=int, help="train an MLP lifting true 2D joints to the hand layer")
     p.add_argument("--lift-noise", type=float, default=0.0, help="with --lift-steps: 2D noise (px)")
     a = p.parse_args()

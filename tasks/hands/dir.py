@@ -27,6 +27,12 @@ stride (``refine_strides``; probabilities summed over the cells of a coarser map
 order of DIR the last iteration alone sees the finest per-joint evidence and has something to add to the one
 before it (with the same evidence for both, the second iteration learnt to return its input).
 
+Perturbed starting estimates (``refine_noise``): trained only on the outputs of the iteration before it, a later
+iteration sees inputs whose remaining error the shared evidence cannot predict, and learns to return them. In
+training, the estimate handed to each iteration after the first moves element-wise by ``refine_noise * N(0, 1)``
+times the previous iteration's update, so the later iteration learns to correct errors of the size and kind an
+iteration leaves; at test time (no noise) it then improves on the one before it.
+
 Parameters per hand (64 numbers): root rotation (6D), pose (45, hand-layer axis-angle), shape (10), weak
 perspective camera (3: log-scale, tx, ty in normalised image coordinates), plus the right-to-left root offset
 (3, mm) for the pair. Weak perspective: ``uv = s · xy / 100 + t`` with ``xy`` root-relative in mm and ``uv``
