@@ -41,6 +41,7 @@ import torch
 from visionkit.callbacks.checkpoint import CONFIG_KEY
 from visionkit.datamodules.base import collate_dict
 from visionkit.datamodules.hands.synthetic import SyntheticHands
+from visionkit.io import load_torch
 from visionkit.tasks.hands import HandReconstructionTask
 from visionkit.tasks.hands.kinematics import root_relative
 from visionkit.tasks.hands.metrics import MPJPE, MRRPE, PAMPJPE
@@ -98,7 +99,7 @@ def bench_speed(batch_size: int, steps: int, image_size: int, iterations: int) -
 
 def checkpoint_focal(checkpoint: str) -> float | None:
     """The SyntheticHands focal length stored with a checkpoint's run configuration, if any."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = load_torch(checkpoint)  # no code runs from the file
     data = (ckpt.get(CONFIG_KEY) or {}).get("data") or {}
     if not str(data.get("class_path", "")).endswith("SyntheticHands"):
         return None
@@ -109,9 +110,10 @@ def checkpoint_focal(checkpoint: str) -> float | None:
 def bench_accuracy(checkpoint: str, batch_size: int, focal: float | None = None) -> None:
     task = HandReconstructionTask.load_from_checkpoint(checkpoint, map_location="cpu", init_weights=None).eval()
     if focal is None:  # the images the model was trained on (configs/hands/synthetic_keypoints.yaml: 280 px)
-        focal = checkpoint_focal(checkpoint) or 200.0
+        focal = checkpoint_focal(checkpoint)
     # the 3D joints do not depend on the focal length (same seeds), only the images do
-    dm = SyntheticHands(num_train=2240, num_val=1, num_test=500, batch_size=batch_size, seed=0, focal=focal)
+    dm = SyntheticHands(num_train=2240, num_val=1, num_test=500, batch_size=batch_size, seed=0,
+                        **({} if focal is None else {"focal": focal}))
     dm.setup("fit")
     dm.setup("test")
     train = dm.train_dataset.data["joints3d"]
@@ -132,7 +134,7 @@ def bench_accuracy(checkpoint: str, batch_size: int, focal: float | None = None)
         base[:, 21:] += mean_offset
         for m in baseline.values():
             m.update(base, gt, valid)
-    print(f"SyntheticHands test split (500 images, focal {focal:g} px), checkpoint {checkpoint}")
+    print(f"SyntheticHands test split (500 images, focal {dm.focal:g} px), checkpoint {checkpoint}")
     print("| estimate | MPJPE (mm) | PA-MPJPE (mm) | MRRPE (mm) | MPJPE / initial |")
     print("|---|---|---|---|---|")
     first = metrics["MPJPE"][0].compute().item()
@@ -253,7 +255,7 @@ def main() -> None:
     p.add_argument("--interhand-memory", type=int, metavar="N", help="InterHand2.6M annotation bytes per sample")
     p.add_argument("--loader", help="with --interhand-memory: path of another interhand.py to measure")
     p.add_argument("--focal", type=float, help="with --checkpoint: SyntheticHands focal length (px); "
-                   "default: the one in the checkpoint's run configuration, else 200")
+                   "default: the one in the checkpoint's run configuration, else SyntheticHands' default")
     p.add_argument("--lift-steps", type=int, help="train an MLP lifting true 2D joints to the hand layer")
     p.add_argument("--lift-noise", type=float, default=0.0, help="with --lift-steps: 2D noise (px)")
     a = p.parse_args()

@@ -4,9 +4,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from visionkit.callbacks.checkpoint import CONFIG_KEY
+from visionkit.errors import CheckpointError
 
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "bench_hands.py"
 spec = importlib.util.spec_from_file_location("bench_hands", TOOL)
@@ -32,3 +34,15 @@ def test_focal_unknown_without_synthetic_hands_configuration(tmp_path):
     assert bench.checkpoint_focal(_ckpt(tmp_path, None)) is None
     no_focal = {"data": {"class_path": "SyntheticHands", "init_args": {"seed": 1}}}
     assert bench.checkpoint_focal(_ckpt(tmp_path, no_focal)) is None
+
+
+class _Planted:
+    def __reduce__(self):
+        return (print, ("ran code from the checkpoint",))
+
+
+def test_checkpoint_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "planted.ckpt"
+    torch.save({"state_dict": {}, CONFIG_KEY: {"data": _Planted()}}, path)
+    with pytest.raises(CheckpointError, match="planted.ckpt"):
+        bench.checkpoint_focal(str(path))
